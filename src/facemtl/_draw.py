@@ -1,0 +1,46 @@
+"""Draw boxes and labels on an RGB image (used by ImageResult.plot)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+            (240, 50, 230), (210, 245, 60)]
+
+
+def face_caption(face) -> list[str]:
+    lines = []
+    if "age" in face:
+        lines.append(f"age {face['age'].value:.0f}")
+    for task in ("gender", "emotion", "ethnicity"):
+        if task in face:
+            p = face[task]
+            lines.append(f"{p.label} {p.value:.0%}")
+    return lines
+
+
+def draw_faces(image: np.ndarray, faces: Sequence) -> np.ndarray:
+    img = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    side = max(img.size)
+    width = max(2, side // 400)
+    try:
+        font = ImageFont.load_default(size=max(11, side // 70))
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for i, face in enumerate(faces):
+        c = _COLOURS[i % len(_COLOURS)]
+        x1, y1, x2, y2 = face.box.xyxy
+        draw.rectangle([x1, y1, x2, y2], outline=c, width=width)
+        text = "\n".join(face_caption(face))
+        if not text:
+            continue
+        bb = draw.multiline_textbbox((0, 0), text, font=font)
+        tw, th = bb[2] - bb[0] + 6, bb[3] - bb[1] + 6
+        ty = y2 + 2 if y2 + th + 2 < img.height else max(0, y1 - th - 2)
+        tx = min(max(0, x1), max(0, img.width - tw))
+        draw.rectangle([tx, ty, tx + tw, ty + th], fill=c)
+        draw.multiline_text((tx + 3, ty + 3), text, fill=(255, 255, 255), font=font)
+    return np.asarray(img)

@@ -1,0 +1,19 @@
+"""Import optional dependencies with an error that names the extra to install."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingDependencyError
+
+
+def require(module: str, extra: str, package: str | None = None) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``pip install "facemtl[extra]"``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pkg = package or module
+        raise MissingDependencyError(
+            f"{pkg!r} is required for this feature but is not installed; "
+            f'install it with: pip install "facemtl[{extra}]"'
+        ) from exc

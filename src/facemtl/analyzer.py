@@ -1,0 +1,256 @@
+"""FaceAnalyzer: load image -> detect -> canonical crop -> batched forward pass -> typed results."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .crop import CropGeometry, crop_face
+from .detect import Detection, FaceDetector, create_detector, default_detector_name
+from .errors import FacemtlError
+from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .models.factory import load_checkpoint
+from .models.multitask import MultiTaskNet
+from .results import Box, Face, ImageResult, Prediction
+from .tasks import AGE_GROUPS, TaskSpec, age_group
+
+__all__ = ["FaceAnalyzer", "AnalyzerOptions", "decode_outputs", "ItemError"]
+
+
+@dataclass
+class AnalyzerOptions:
+    """Per-call behaviour of the analyzer.
+
+    Attributes:
+        min_face: ignore faces whose box is smaller than this many pixels (shorter side).
+        max_faces: keep at most this many faces per image (highest detection score first).
+        largest_only: keep only the largest face.
+        batch_size: faces per forward pass.
+        keep_image: keep the decoded image on the result, so ``result.plot()`` works.
+    """
+
+    min_face: int = 0
+    max_faces: int | None = None
+    largest_only: bool = False
+    batch_size: int = 32
+    keep_image: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.min_face < 0:
+            raise ValueError(f"min_face must be >= 0, got {self.min_face}")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1 or None, got {self.max_faces}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """A per-item failure in batch work: the source and why it failed (the run goes on)."""
+
+    source: str
+    error: str
+
+
+def _age_group_probs(bin_probs: torch.Tensor, spec: TaskSpec) -> dict[str, float]:
+    centers = spec.bin_centers()
+    out = {}
+    for i, (name, lo) in enumerate(AGE_GROUPS):
+        hi = AGE_GROUPS[i + 1][1] if i + 1 < len(AGE_GROUPS) else float("inf")
+        out[name] = float(bin_probs[(centers >= lo) & (centers < hi)].sum())
+    return out
+
+
+def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, torch.Tensor]) -> list[dict[str, Prediction]]:
+    """Raw head outputs {task: (B, W)} -> one {task: Prediction} per face, labels from the TaskSpecs."""
+    n = len(next(iter(raw.values()))) if raw else 0
+    per_face: list[dict[str, Prediction]] = [{} for _ in range(n)]
+    for spec in tasks:
+        if spec.name not in raw:
+            continue
+        values, probs = spec.decode_raw(raw[spec.name])
+        for i in range(n):
+            if spec.kind == "classification":
+                assert probs is not None
+                p = probs[i]
+                k = int(values[i])
+                per_face[i][spec.name] = Prediction(spec.name, spec.labels[k], float(p[k]),
+                                                    {lab: float(p[j]) for j, lab in enumerate(spec.labels)})
+            else:
+                v = float(values[i])
+                group_probs = _age_group_probs(probs[i], spec) if (probs is not None and spec.name == "age") else None
+                label = age_group(v) if spec.name == "age" else None
+                per_face[i][spec.name] = Prediction(spec.name, label, v, group_probs)
+    return per_face
+
+
+class FaceAnalyzer:
+    """Finds every face in an image and predicts each task's answer for it.
+
+    ``__init__`` only stores collaborators; :meth:`from_checkpoint` does the loading.
+
+    Example:
+        >>> analyzer = FaceAnalyzer.from_checkpoint()            # bundled default model + RetinaFace
+        >>> result = analyzer("group.jpg")
+        >>> for face in result.faces:
+        ...     print(face.box.xyxy, face["age"].value, face["emotion"].label)
+    """
+
+    def __init__(self, model: MultiTaskNet, detector: FaceDetector, input_size: int,
+                 geometry: CropGeometry | None = None, tasks: Sequence[str] | None = None,
+                 device: str | torch.device = "cpu", options: AnalyzerOptions | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.detector = detector
+        self.input_size = int(input_size)
+        self.geometry = geometry or CropGeometry()
+        self.device = torch.device(device)
+        self.tasks = tuple(t for t in model.tasks if tasks is None or t.name in tasks)
+        self.options = options or AnalyzerOptions()
+        self.info = info or {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, detector: str | FaceDetector | None = None,
+                        device: str = "cpu", tasks: str | Sequence[str] | None = None, threads: int | None = None,
+                        detector_options: dict[str, Any] | None = None, **options: Any) -> FaceAnalyzer:
+        """Load a checkpoint (None: the bundled default model) and a detector by name.
+
+        Args:
+            path: checkpoint file; None uses the default model shipped with facemtl.
+            detector: detector name (see ``facemtl.detect.list_detectors()``) or instance; None: the default.
+            tasks: run only these tasks ("age,gender" or a list); None: all tasks in the checkpoint.
+            threads: CPU threads for PyTorch (None: PyTorch's default).
+            **options: fields of :class:`AnalyzerOptions` (min_face, max_faces, largest_only, batch_size...).
+        """
+        if threads:
+            torch.set_num_threads(int(threads))
+        if path is None:
+            from .weights import default_checkpoint_path
+
+            path = default_checkpoint_path()
+        if isinstance(tasks, str):
+            tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+        model, meta = load_checkpoint(path, tasks=tasks, device=device)
+        pre = meta.get("preprocess", {})
+        geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
+        if detector is None or isinstance(detector, str):
+            detector = create_detector(detector or default_detector_name(), **(detector_options or {}))
+        return cls(model, detector, pre.get("input_size") or model.config.input_size, geometry, tasks, device,
+                   AnalyzerOptions(**options), info={"checkpoint": str(path), **meta.get("model_config", {})})
+
+    # -- single images -------------------------------------------------------------------------------
+    def __call__(self, source: ImageInput | Sequence[ImageInput]) -> ImageResult | list[ImageResult]:
+        """Analyse one image, or a list of images (faces of all images share forward passes)."""
+        if isinstance(source, (list, tuple)):
+            return list(self.analyze_many(source, errors="raise"))  # type: ignore[arg-type]
+        return self.analyze(source)
+
+    def analyze(self, source: ImageInput) -> ImageResult:
+        return next(iter(self.analyze_many([source], errors="raise")))  # type: ignore[return-value]
+
+    # -- many images ---------------------------------------------------------------------------------
+    def _prepare(self, source: ImageInput) -> tuple[Any, ...]:
+        t0 = time.perf_counter()
+        name = _source_name(source)
+        try:
+            image = load_image(source, max_pixels=self.options.max_pixels)
+        except FacemtlError as exc:
+            return name, None, [], [], {}, exc
+        t1 = time.perf_counter()
+        dets = self._select(self.detector.detect(image))
+        t2 = time.perf_counter()
+        crops = [crop_face(image, d.box.xyxy, np.asarray(d.landmarks) if d.landmarks else None, self.input_size,
+                           self.geometry) for d in dets]
+        t3 = time.perf_counter()
+        timings = {"load": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "crop": (t3 - t2) * 1e3}
+        return name, image, dets, crops, timings, None
+
+    def _select(self, dets: list[Detection]) -> list[Detection]:
+        o = self.options
+        if o.min_face:
+            dets = [d for d in dets if min(d.box.width, d.box.height) >= o.min_face]
+        if o.largest_only and dets:
+            dets = [max(dets, key=lambda d: d.box.area)]
+        if o.max_faces is not None:
+            dets = sorted(dets, key=lambda d: -d.score)[: o.max_faces]
+        return dets
+
+    @torch.no_grad()
+    def predict_crops(self, crops: Sequence[np.ndarray | ImageInput]) -> list[dict[str, Prediction]]:
+        """Predict on images that already are face crops (arrays or paths), e.g. UTKFace or FER2013 files.
+
+        Each is made square and resized with the same crop function training used.
+        """
+        arrays = [c if (isinstance(c, np.ndarray) and c.shape[:2] == (self.input_size,) * 2 and c.ndim == 3)
+                  else crop_face(load_image(c), None, size=self.input_size) for c in crops]
+        out: list[dict[str, Prediction]] = []
+        bs = self.options.batch_size
+        for i in range(0, len(arrays), bs):
+            x = torch.from_numpy(np.stack(arrays[i:i + bs])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            raw = self.model(x)
+            out.extend(decode_outputs(self.tasks, {k: v for k, v in raw.items()}))
+        return out
+
+    def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2
+                     ) -> Iterator[ImageResult | ItemError]:
+        """Yield one ImageResult per source, in order; decoding and detection run ahead in threads.
+
+        Args:
+            errors: "record" yields an :class:`ItemError` for a bad item and goes on; "raise" raises it.
+        """
+        if errors not in ("record", "raise"):
+            raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+        chunk = max(1, self.options.batch_size // 2)
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            pending: list = []
+            it = iter(sources)
+            done = False
+            while not done or pending:
+                while not done and len(pending) < chunk * 2:
+                    try:
+                        pending.append(pool.submit(self._prepare, next(it)))
+                    except StopIteration:
+                        done = True
+                batch, pending = pending[:chunk], pending[chunk:]
+                prepared = [f.result() for f in batch]
+                yield from self._finish(prepared, errors)
+
+    def _finish(self, prepared: list[tuple[Any, ...]], errors: str) -> Iterator[ImageResult | ItemError]:
+        all_crops = [c for p in prepared for c in p[3]]
+        t0 = time.perf_counter()
+        preds = self.predict_crops(all_crops) if all_crops else []
+        per_face_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(all_crops))
+        k = 0
+        for name, image, dets, crops, timings, exc in prepared:
+            if exc is not None:
+                if errors == "raise":
+                    raise exc
+                yield ItemError(name, str(exc))
+                continue
+            faces = []
+            for d in dets:
+                lm = tuple((float(x), float(y)) for x, y in d.landmarks) if d.landmarks else None
+                faces.append(Face(Box(*map(float, d.box.xyxy)), float(d.score), preds[k], lm))
+                k += 1
+            timings = {**timings, "predict": per_face_ms * len(crops)}
+            yield ImageResult(name, (int(image.shape[0]), int(image.shape[1])), faces, timings,
+                              image if self.options.keep_image else None)
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray)):
+        return "<bytes>"
+    if isinstance(source, np.ndarray):
+        return f"<array {'x'.join(map(str, source.shape))}>"
+    return f"<{type(source).__name__}>"
+
+

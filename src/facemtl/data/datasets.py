@@ -1,0 +1,272 @@
+"""Dataset adapters for the native layouts: raw dataset codes -> label names -> indices via TaskSpec.
+
+Every adapter returns a :class:`DatasetIndex`: a list of :class:`Record` (one image each, with
+whatever labels that dataset has; missing labels are None) plus counts of what was skipped and why.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError, unknown_name
+from ..image import IMAGE_EXTENSIONS
+from ..tasks import get_task, list_tasks
+
+__all__ = ["Record", "DatasetIndex", "load_utkface", "load_fer2013", "load_manifest", "UTKFACE_GENDER",
+           "UTKFACE_RACE", "FER2013_EMOTIONS", "deduplicate"]
+
+log = logging.getLogger(__name__)
+
+# Raw dataset codes -> label names (names are then mapped to indices through the TaskSpec).
+UTKFACE_GENDER = {0: "male", 1: "female"}
+UTKFACE_RACE = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: "others"}
+FER2013_EMOTIONS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "sad", 5: "surprise", 6: "neutral"}
+_FER_SPLITS = {"train": "train", "test": "val", "training": "train", "publictest": "val", "privatetest": "test"}
+_UTK_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,})\.jpg\.chip\.jpg$")
+
+
+@dataclass
+class Record:
+    """One labelled image. ``path`` or ``pixels`` (an in-memory grayscale/RGB array, for CSV sources)."""
+
+    source: str
+    path: str | None = None
+    pixels: np.ndarray | None = None
+    labels: dict[str, str | float | None] = field(default_factory=dict)
+    split: str | None = None  # fixed by the dataset (FER2013) or assigned by make_split
+    digest: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.path if self.path is not None else f"{self.source}#{self.digest}"
+
+    def compute_digest(self) -> str:
+        if not self.digest:
+            if self.pixels is not None:
+                self.digest = hashlib.sha1(np.ascontiguousarray(self.pixels).tobytes()).hexdigest()
+            else:
+                with open(self.path, "rb") as f:  # type: ignore[arg-type]
+                    self.digest = hashlib.sha1(f.read()).hexdigest()
+        return self.digest
+
+    def target_indices(self) -> dict[str, float]:
+        """Labels as numbers: class index (-1 missing) or value (NaN missing), for every registered task."""
+        out: dict[str, float] = {}
+        for name in list_tasks():
+            spec = get_task(name)
+            v = self.labels.get(name)
+            if spec.kind == "classification":
+                out[name] = -1 if v is None else spec.label_index(str(v))
+            else:
+                out[name] = math.nan if v is None else float(v)
+        return out
+
+
+@dataclass
+class DatasetIndex:
+    records: list[Record]
+    skipped: Counter = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def extend(self, other: DatasetIndex) -> None:
+        self.records.extend(other.records)
+        self.skipped.update(other.skipped)
+
+
+def _require_dir(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{what} folder not found: {p}")
+    if not p.is_dir():
+        raise DatasetError(f"{what} must be a folder, got a file: {p}")
+    return p
+
+
+def load_utkface(root: str | Path, limit: int | None = None) -> DatasetIndex:
+    """UTKFace folder: ``[age]_[gender]_[race]_[datetime].jpg.chip.jpg`` (0 male / 1 female; race 0..4).
+
+    Malformed names are skipped and counted (``skipped["malformed name"]``), never guessed.
+    """
+    root = _require_dir(root, "UTKFace")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"no images in UTKFace folder {root}")
+    idx = DatasetIndex([])
+    for p in files:
+        m = _UTK_NAME.match(p.name)
+        if not m:
+            idx.skipped["malformed name"] += 1
+            log.warning("UTKFace: skipping malformed file name %r", p.name)
+            continue
+        age, gender, race = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        idx.records.append(Record("utkface", path=str(p), labels={
+            "age": float(age), "gender": UTKFACE_GENDER[gender], "ethnicity": UTKFACE_RACE[race]}))
+        if limit is not None and len(idx.records) >= limit:
+            break
+    if idx.skipped:
+        log.warning("UTKFace: skipped %s", dict(idx.skipped))
+    return idx
+
+
+def load_fer2013(source: str | Path, limit: int | None = None) -> DatasetIndex:
+    """FER2013 as image folders (``train|test/<emotion>/*.jpg``) or the classic ``fer2013.csv``.
+
+    Folder ``test`` is PublicTest and becomes split "val"; CSV ``Usage`` maps Training -> train,
+    PublicTest -> val, PrivateTest -> test.
+    """
+    p = Path(source)
+    if not p.exists():
+        raise DatasetError(f"FER2013 folder or CSV not found: {p}")
+    if p.is_file():
+        return _load_fer_csv(p, limit)
+    idx = DatasetIndex([])
+    emotions = set(FER2013_EMOTIONS.values())
+    split_dirs = [d for d in sorted(p.iterdir()) if d.is_dir() and d.name.lower() in _FER_SPLITS]
+    if not split_dirs:
+        raise DatasetError(f"FER2013 folder {p} has no train/ or test/ subfolder")
+    per_split_limit = None if limit is None else max(1, limit // len(split_dirs))
+    for sd in split_dirs:
+        n = 0
+        for ed in sorted(d for d in sd.iterdir() if d.is_dir()):
+            if ed.name.lower() not in emotions:
+                idx.skipped[f"unknown emotion folder {ed.name}"] += 1
+                log.warning("FER2013: unknown emotion folder %s (valid: %s)", ed, ", ".join(sorted(emotions)))
+                continue
+            for f in sorted(ed.iterdir()):
+                if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                idx.records.append(Record("fer2013", path=str(f), labels={"emotion": ed.name.lower()},
+                                          split=_FER_SPLITS[sd.name.lower()]))
+                n += 1
+        # Balanced subset across emotions when limited: take an evenly spaced sample.
+        if per_split_limit is not None and n > per_split_limit:
+            recs = idx.records[-n:]
+            keep = [recs[i] for i in np.linspace(0, n - 1, per_split_limit).astype(int)]
+            del idx.records[-n:]
+            idx.records.extend(keep)
+    if not idx.records:
+        raise DatasetError(f"no images found under FER2013 folder {p}")
+    return idx
+
+
+def _load_fer_csv(path: Path, limit: int | None) -> DatasetIndex:
+    idx = DatasetIndex([])
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        need = {"emotion", "pixels"}
+        if not need <= cols:
+            raise DatasetError(f"{path}: FER2013 CSV needs columns emotion, pixels (and optional Usage); "
+                               f"found {', '.join(sorted(cols)) or 'none'}")
+        for i, row in enumerate(reader, start=2):
+            try:
+                code = int(row["emotion"])
+                label = FER2013_EMOTIONS[code]
+                px = np.array(row["pixels"].split(), dtype=np.uint8)
+                side = int(round(math.sqrt(px.size)))
+                if side * side != px.size or side < 8:
+                    raise ValueError(f"{px.size} pixels is not a square image")
+            except (ValueError, KeyError) as exc:
+                idx.skipped["bad csv row"] += 1
+                log.warning("%s line %d: skipped (%s)", path, i, exc)
+                continue
+            usage = (row.get("Usage") or "Training").strip().lower()
+            idx.records.append(Record("fer2013", pixels=px.reshape(side, side), labels={"emotion": label},
+                                      split=_FER_SPLITS.get(usage, "train")))
+            if limit is not None and len(idx.records) >= limit:
+                break
+    if not idx.records:
+        raise DatasetError(f"no usable rows in FER2013 CSV {path}")
+    return idx
+
+
+def load_manifest(path: str | Path, limit: int | None = None) -> DatasetIndex:
+    """Generic CSV: ``path`` plus any of the task columns (label names or, for age, years) and ``split``.
+
+    Relative paths are resolved against the CSV's folder. Unknown columns or labels are errors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"manifest CSV not found: {path}")
+    valid_cols = {"path", "split", "source", *list_tasks()}
+    idx = DatasetIndex([])
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = list(reader.fieldnames or [])
+        if "path" not in cols:
+            raise DatasetError(f"{path}: manifest needs a 'path' column; found {', '.join(cols) or 'none'}")
+        unknown = [c for c in cols if c not in valid_cols]
+        if unknown:
+            raise DatasetError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; "
+                               f"valid: {', '.join(sorted(valid_cols))}")
+        for line, row in enumerate(reader, start=2):
+            labels: dict[str, str | float | None] = {}
+            for name in list_tasks():
+                raw = (row.get(name) or "").strip()
+                if not raw:
+                    continue
+                spec = get_task(name)
+                if spec.kind == "regression":
+                    try:
+                        labels[name] = float(raw)
+                    except ValueError:
+                        raise DatasetError(f"{path} line {line}: {name} {raw!r} is not a number") from None
+                else:
+                    if raw.lower() not in spec.labels:
+                        err = unknown_name(f"{name} label", raw, spec.labels)
+                        raise DatasetError(f"{path} line {line}: {err}") from None
+                    labels[name] = raw.lower()
+            img = Path(row["path"])
+            if not img.is_absolute():
+                img = path.parent / img
+            split = (row.get("split") or "").strip().lower() or None
+            if split not in (None, "train", "val", "test"):
+                raise DatasetError(f"{path} line {line}: split {split!r}; valid: train, val, test")
+            idx.records.append(Record((row.get("source") or "manifest").strip(), path=str(img), labels=labels,
+                                      split=split))
+            if limit is not None and len(idx.records) >= limit:
+                break
+    if not idx.records:
+        raise DatasetError(f"manifest {path} has no rows")
+    return idx
+
+
+def deduplicate(index: DatasetIndex) -> DatasetIndex:
+    """Drop byte-identical duplicates. Copies with conflicting labels are all dropped (the truth is unknown);
+    a duplicate in a fixed val/test split wins over its training copy (no leakage)."""
+    groups: dict[str, list[Record]] = {}
+    for r in index.records:
+        try:
+            groups.setdefault(r.compute_digest(), []).append(r)
+        except OSError:
+            index.skipped["unreadable file"] += 1
+    out: list[Record] = []
+    skipped = Counter(index.skipped)
+    rank = {"test": 0, "val": 1, None: 2, "train": 3}
+    for recs in groups.values():
+        if len(recs) == 1:
+            out.append(recs[0])
+            continue
+        label_sets = {tuple(sorted((k, str(v)) for k, v in r.labels.items())) for r in recs}
+        if len(label_sets) > 1:
+            skipped["duplicate with conflicting labels"] += len(recs)
+            continue
+        recs = sorted(recs, key=lambda r: rank.get(r.split, 2))
+        out.append(recs[0])
+        skipped["duplicate"] += len(recs) - 1
+    return DatasetIndex(out, skipped)
+
+
+def sources_summary(records: Iterable[Record]) -> dict[str, int]:
+    return dict(Counter(f"{r.source}/{r.split}" for r in records))

@@ -1,0 +1,49 @@
+"""Exception hierarchy: every error a user can fix derives from :class:`FacemtlError`."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "FacemtlError",
+    "InvalidInputError",
+    "UnknownNameError",
+    "CheckpointError",
+    "MissingDependencyError",
+    "DatasetError",
+    "unknown_name",
+]
+
+
+class FacemtlError(Exception):
+    """Base: a problem the user can fix."""
+
+
+class InvalidInputError(FacemtlError, ValueError):
+    """Unreadable image, bad array shape or dtype, malformed file."""
+
+
+class UnknownNameError(FacemtlError, ValueError):
+    """A task, backbone, detector, metric or format name that is not registered."""
+
+
+class CheckpointError(FacemtlError):
+    """A checkpoint that is missing keys, has an unknown version or contradicts the request."""
+
+
+class MissingDependencyError(FacemtlError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class DatasetError(FacemtlError, ValueError):
+    """A dataset folder or file that is missing, empty or malformed."""
+
+
+def unknown_name(kind: str, value: object, valid: Iterable[str]) -> UnknownNameError:
+    """Build the standard "unknown <kind> 'x'; valid: ... (did you mean ...?)" error."""
+    valid = sorted(valid)
+    msg = f"unknown {kind} {value!r}; valid: {', '.join(valid)}"
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    if close:
+        msg += f" (did you mean {close[0]!r}?)"
+    return UnknownNameError(msg)

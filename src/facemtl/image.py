@@ -1,0 +1,133 @@
+"""Image loading at the boundary: every accepted input becomes an RGB uint8 (H, W, 3) array.
+
+Arrays are taken as **RGB** (not OpenCV's BGR) in (H, W, 3) or (H, W) layout; uint8, uint16 and
+float images in [0, 1] are accepted. Files honour EXIF orientation. Grayscale, palette, RGBA,
+CMYK and 16-bit images are converted; images above ``max_pixels`` are refused (decompression bombs).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidInputError
+
+__all__ = ["ImageInput", "load_image", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "to_rgb"]
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+DEFAULT_MAX_PIXELS = 80_000_000  # a 100-megapixel photo is refused unless the caller raises the limit
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode (L, LA, P, RGBA, CMYK, I;16, I, F) to RGB; alpha is composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def _from_array(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise InvalidInputError(
+            f"array of shape {arr.shape} is not an image; expected (H, W), (H, W, 3) RGB or (H, W, 4) RGBA"
+        )
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InvalidInputError(f"array of shape {arr.shape} is empty")
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == np.uint16:
+        out = (arr.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InvalidInputError("float image contains NaN or infinity")
+        out = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise InvalidInputError(
+            f"array dtype {arr.dtype} is not supported; use uint8, uint16 or float in [0, 1]"
+        )
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    elif out.shape[2] == 4:
+        alpha = out[:, :, 3:4].astype(np.float32) / 255.0
+        out = (out[:, :, :3].astype(np.float32) * alpha + 255.0 * (1 - alpha) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
+def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load any accepted input as an RGB uint8 array of shape (H, W, 3).
+
+    Args:
+        source: a path (str or Path), encoded bytes, a PIL image, or an RGB/grayscale numpy array.
+        max_pixels: refuse larger images (None disables the check).
+
+    Raises:
+        InvalidInputError: missing, empty, truncated or unsupported file; bad array; too many pixels.
+    """
+    if isinstance(source, np.ndarray):
+        arr = _from_array(source)
+        _check_pixels(arr.shape[1], arr.shape[0], max_pixels, "array")
+        return arr
+    if isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, max_pixels, "PIL image")
+        return np.asarray(to_rgb(ImageOps.exif_transpose(source)))
+    name: str
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise InvalidInputError("empty bytes: no image data")
+        fp: io.BytesIO | str = io.BytesIO(bytes(source))
+        name = "<bytes>"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = str(source)
+        if not path.exists():
+            raise InvalidInputError(f"image file not found: {name}")
+        if path.is_dir():
+            raise InvalidInputError(f"expected an image file, got a directory: {name}")
+        if path.stat().st_size == 0:
+            raise InvalidInputError(f"image file is empty (0 bytes): {name}")
+        fp = str(path)
+    else:
+        raise InvalidInputError(
+            f"cannot load an image from {type(source).__name__}; "
+            "pass a path, bytes, a PIL.Image or an (H, W, 3) RGB numpy array"
+        )
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below replaces PIL's warning; PIL still raises past 2x its limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                _check_pixels(img.width, img.height, max_pixels, name)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return np.asarray(to_rgb(img))
+    except InvalidInputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InvalidInputError(f"not a readable image ({exc.__class__.__name__}): {name}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInputError(f"cannot decode image {name}: {exc}") from None
+
+
+def _check_pixels(w: int, h: int, max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and w * h > max_pixels:
+        raise InvalidInputError(
+            f"{name} has {w}x{h} = {w * h / 1e6:.1f} megapixels, above the limit of "
+            f"{max_pixels / 1e6:.1f}; downscale it or raise max_pixels"
+        )

@@ -1,0 +1,396 @@
+"""The training loop: mixed datasets, masked multi-task loss, freeze-then-unfreeze, warmup + cosine
+learning rate, per-epoch validation, metrics CSV, self-describing checkpoints, resume, early stopping."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..crop import DEFAULT_GEOMETRY
+from ..data.transforms import AugmentConfig, augment_batch, resize_batch
+from ..errors import FacemtlError, unknown_name
+from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
+from ..tasks import get_task, resolve_tasks
+from .data import SourceData, build_sources, gather_records
+from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
+
+__all__ = ["TrainConfig", "train", "predict_arrays", "quick_metrics", "selection_score"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI flags are these field names with dashes.
+
+    Example:
+        >>> cfg = TrainConfig(utkface="data/utkface", fer2013="data/fer2013", backbone="lite0", epochs=5)
+        >>> result = train(cfg)   # writes runs/<name>/best.pt, last.pt, metrics.csv, split.csv
+    """
+
+    utkface: str | None = None
+    fer2013: str | None = None
+    manifest: tuple[str, ...] = ()
+    out: str = "runs/facemtl"
+    backbone: str = "lite0"
+    tasks: tuple[str, ...] = ("age", "gender", "emotion", "ethnicity")
+    input_size: int | None = None
+    pretrained: bool = True
+    init_backbone: str | None = None
+    shared_dim: int = 0
+    attention: bool = False
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.3
+    freeze_epochs: int = 0
+    loss_weighting: str = "static"
+    age_loss: str = "dldl"
+    label_smoothing: float = 0.05
+    patience: int = 15
+    val_fraction: float = 0.1
+    limit: int | None = None
+    sample_ratio: dict[str, float] | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    channels_last: bool = True
+    amp: bool = True
+    time_budget_min: float | None = None
+    checkpoint_every_min: float = 10.0
+    resume: bool = False
+    cache_dir: str | None = None
+    workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        self.manifest = tuple(self.manifest or ())
+        self.tasks = tuple(s.name for s in resolve_tasks(self.tasks))
+        if self.age_loss not in AGE_LOSSES:
+            raise unknown_name("age_loss", self.age_loss, AGE_LOSSES)
+        if self.loss_weighting not in MultiTaskLoss.WEIGHTINGS:
+            raise unknown_name("loss_weighting", self.loss_weighting, MultiTaskLoss.WEIGHTINGS)
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise unknown_name("device", self.device, ("auto", "cpu", "cuda"))
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        ModelConfig(backbone=self.backbone, tasks=self.tasks, input_size=self.input_size)  # validates names
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def selection_score(m: dict[str, float]) -> float:
+    """One number to pick the best epoch: mean of accuracies and (1 - age MAE / 10), over tasks present."""
+    parts = [m[k] for k in ("gender/accuracy", "emotion/accuracy", "ethnicity/accuracy") if k in m]
+    if "age/mae" in m:
+        parts.append(max(0.0, 1.0 - m["age/mae"] / 10.0))
+    return float(np.mean(parts)) if parts else 0.0
+
+
+@torch.no_grad()
+def predict_arrays(model: torch.nn.Module, images: np.ndarray | torch.Tensor, size: int, batch_size: int = 256,
+                   device: torch.device | None = None, channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Raw head outputs for uint8 (N, h, w, 3) crops, evaluated without augmentation."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    outs: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+        x = resize_batch(x.to(device).permute(0, 3, 1, 2), size)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(x)
+        for k, v in out.items():
+            outs.setdefault(k, []).append(v.float().cpu())
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, device: torch.device,
+                  channels_last: bool = False) -> dict[str, float]:
+    """Headline validation metrics per task (age MAE, accuracies), pooled over sources."""
+    preds: dict[str, list[torch.Tensor]] = {}
+    trues: dict[str, list[torch.Tensor]] = {}
+    for src in sources:
+        if len(src) == 0:
+            continue
+        raw = predict_arrays(model, src.images, size, device=device, channels_last=channels_last)
+        for name, r in raw.items():
+            spec = get_task(name)
+            t = src.targets[name]
+            mask = t >= 0 if spec.kind == "classification" else ~torch.isnan(t)
+            if mask.any():
+                values, _ = spec.decode_raw(r[mask])
+                preds.setdefault(name, []).append(values)
+                trues.setdefault(name, []).append(t[mask])
+    m: dict[str, float] = {}
+    for name in preds:
+        p, t = torch.cat(preds[name]).float(), torch.cat(trues[name]).float()
+        if get_task(name).kind == "classification":
+            m[f"{name}/accuracy"] = float((p == t).float().mean())
+        else:
+            m[f"{name}/mae"] = float((p - t).abs().mean())
+        m[f"{name}/n"] = float(len(t))
+    return m
+
+
+class _Sampler:
+    """Mixes sources by ratio; the order of epoch e is a pure function of (seed, e), so resume can skip."""
+
+    def __init__(self, sources: list[SourceData], batch_size: int, ratio: dict[str, float] | None, seed: int):
+        self.sources, self.batch_size, self.seed = sources, batch_size, seed
+        total = sum(len(s) for s in sources)
+        if ratio:
+            unknown = [k for k in ratio if k not in {s.name for s in sources}]
+            if unknown:
+                raise unknown_name("source in sample_ratio", unknown[0], [s.name for s in sources])
+            z = sum(ratio.get(s.name, 0.0) for s in sources)
+            self.counts = [int(round(total * ratio.get(s.name, 0.0) / z)) for s in sources]
+        else:
+            self.counts = [len(s) for s in sources]
+        self.steps = max(1, sum(self.counts) // batch_size)
+
+    def epoch(self, e: int) -> list[list[tuple[int, np.ndarray]]]:
+        rng = np.random.default_rng([self.seed, e])
+        tags, idxs = [], []
+        for k, (src, n) in enumerate(zip(self.sources, self.counts)):
+            if n == 0 or len(src) == 0:
+                continue
+            reps = int(math.ceil(n / len(src)))
+            perm = np.concatenate([rng.permutation(len(src)) for _ in range(reps)])[:n]
+            tags.append(np.full(n, k))
+            idxs.append(perm)
+        tag, idx = np.concatenate(tags), np.concatenate(idxs)
+        order = rng.permutation(len(tag))
+        tag, idx = tag[order], idx[order]
+        batches = []
+        for b in range(self.steps):
+            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            batches.append([(k, np.sort(idx[sl][tag[sl] == k])) for k in np.unique(tag[sl])])
+        return batches
+
+
+def _make_batch(sources: list[SourceData], parts: list[tuple[int, np.ndarray]], size: int, aug: AugmentConfig,
+                device: torch.device, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    xs, ts = [], {}
+    for k, idx in parts:
+        src = sources[k]
+        imgs = src.images
+        if isinstance(imgs, torch.Tensor):
+            x = imgs[torch.from_numpy(idx).to(imgs.device)]
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(imgs[idx]))
+        x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)
+        xs.append(augment_batch(x, size, aug, gen))
+        for name, t in src.targets.items():
+            ts.setdefault(name, []).append(t[idx])
+    return torch.cat(xs), {k: torch.cat(v).to(device) for k, v in ts.items()}
+
+
+def _set_backbone_trainable(model: torch.nn.Module, trainable: bool) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad_(trainable)
+
+
+def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
+          progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a training run; returns {"best": path, "last": path, "history": [...], ...}.
+
+    Args:
+        sources: pre-built in-memory data (used by scripts that pack data); default: built from cfg paths.
+        progress: called after every step with {"epoch", "step", "steps", "loss", ...} (CLI progress bar).
+    """
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    model_cfg = ModelConfig(backbone=cfg.backbone, tasks=cfg.tasks, input_size=cfg.input_size,
+                            shared_dim=cfg.shared_dim, regression_head=regression_head_for(cfg.age_loss),
+                            attention=cfg.attention, pretrained=cfg.pretrained)
+    model = create_model(config=model_cfg)
+    if cfg.init_backbone:  # backbone weights from a file (e.g. ImageNet weights carried to a machine without the package)
+        state = torch.load(cfg.init_backbone, map_location="cpu", weights_only=True)
+        model.backbone.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    size = model_cfg.input_size
+    assert size is not None
+    manifest_sha = None
+    counts: dict[str, Any] = {}
+    if sources is None:
+        records, counts, manifest_sha = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit,
+                                                       cfg.val_fraction, cfg.seed, out / "split.csv")
+        sources = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers)
+        log.info("data: %s", json.dumps({k: dict(v) for k, v in counts.items()}))
+    train_src = [s.subset("train") for s in sources]
+    val_src = [s.subset("val") for s in sources]
+    if sum(len(s) for s in train_src) == 0:
+        raise FacemtlError("no training images after the split; check the data paths and --val-fraction")
+    if device.type == "cuda":  # the whole dataset fits on the accelerator: no host round-trips
+        for s in train_src + val_src:
+            if not isinstance(s.images, torch.Tensor):
+                s.images = torch.from_numpy(np.ascontiguousarray(s.images)).to(device)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion = MultiTaskLoss(model.tasks, cfg.loss_weighting, cfg.age_loss, cfg.label_smoothing).to(device)
+    params = [p for p in model.parameters()] + list(criterion.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed)
+    total_steps = sampler.steps * cfg.epochs
+    warm = max(1, int(cfg.warmup_epochs * sampler.steps))
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+
+    start_epoch, start_step, history, best_score, bad_epochs = 0, 0, [], -math.inf, 0
+    elapsed_before = 0.0
+    if cfg.resume and last_path.exists():
+        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        criterion.load_state_dict(ck["criterion"])
+        start_epoch, start_step = ck["epoch"], ck["step"]
+        history, best_score, bad_epochs = ck["history"], ck["best_score"], ck["bad_epochs"]
+        elapsed_before = ck.get("elapsed_s", 0.0)
+        log.info("resumed from %s at epoch %d step %d", last_path, start_epoch, start_step)
+    elif cfg.resume:
+        log.warning("--resume given but %s does not exist; starting fresh", last_path)
+
+    extra_base = {"train_config": cfg.to_dict(), "data_manifest_sha256": manifest_sha,
+                  "data_counts": {k: dict(v) for k, v in counts.items()}}
+
+    def save_last(epoch: int, step: int) -> None:
+        save_checkpoint(last_path, model, geometry=DEFAULT_GEOMETRY, extra={
+            **extra_base, "optimizer": opt.state_dict(), "criterion": criterion.state_dict(), "epoch": epoch,
+            "step": step, "history": history, "best_score": best_score, "bad_epochs": bad_epochs,
+            "elapsed_s": elapsed_before + time.time() - t0})
+
+    t0 = time.time()
+    last_ck = time.time()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    metrics_csv = out / "metrics.csv"
+    stopped = "completed"
+    for epoch in range(start_epoch, cfg.epochs):
+        frozen = epoch < cfg.freeze_epochs
+        _set_backbone_trainable(model, not frozen)
+        model.train()
+        if frozen:
+            model.backbone.eval()  # frozen batch-norm statistics too
+        gen.manual_seed(cfg.seed * 1000 + epoch)
+        batches = sampler.epoch(epoch)
+        te, n_seen, loss_sum, part_sums = time.time(), 0, 0.0, {}
+        for step in range(start_step if epoch == start_epoch else 0, len(batches)):
+            gstep = epoch * sampler.steps + step
+            for g in opt.param_groups:
+                g["lr"] = lr_at(gstep)
+            x, targets = _make_batch(train_src, batches[step], size, cfg.augment, device, gen)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+                outputs = model(x)
+            loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            n_seen += len(x)
+            loss_sum += float(loss.detach()) * len(x) if device.type == "cpu" or step % 50 == 0 else 0.0
+            for k, v in parts.items():
+                part_sums[k] = part_sums.get(k, 0.0) + v
+            if progress:
+                progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1, "steps": len(batches),
+                          "loss": float(loss.detach()) if device.type == "cpu" else None,
+                          "images_per_s": n_seen / max(1e-6, time.time() - te)})
+            if time.time() - last_ck > cfg.checkpoint_every_min * 60:
+                save_last(epoch, step + 1)
+                last_ck = time.time()
+            if cfg.time_budget_min and (elapsed_before + time.time() - t0) > cfg.time_budget_min * 60:
+                stopped = "time budget"
+                break
+        start_step = 0
+        train_s = time.time() - te
+        val = quick_metrics(model, val_src, size, device, cfg.channels_last)
+        score = selection_score(val)
+        row = {"epoch": epoch + 1, "train_s": round(train_s, 1), "images_per_s": round(n_seen / max(train_s, 1e-6), 1),
+               "lr": lr_at(epoch * sampler.steps + len(batches) - 1), "frozen": frozen,
+               **{f"train_loss/{k}": round(v / max(1, len(batches)), 4) for k, v in part_sums.items()},
+               **{f"val/{k}": round(v, 4) for k, v in val.items()}, "val/score": round(score, 4)}
+        history.append(row)
+        improved = score > best_score
+        if improved:
+            best_score, bad_epochs = score, 0
+            save_checkpoint(best_path, model, extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
+        else:
+            bad_epochs += 1
+        save_last(epoch + 1, 0)
+        last_ck = time.time()
+        _append_csv(metrics_csv, row)
+        log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+        if progress:
+            progress({"epoch_end": row})
+        if stopped != "completed":
+            break
+        if bad_epochs >= cfg.patience:
+            stopped = "early stopping"
+            break
+    if not best_path.exists():
+        save_checkpoint(best_path, model, extra=extra_base)
+    return {"best": str(best_path), "last": str(last_path), "history": history, "stopped": stopped,
+            "best_score": best_score, "data_counts": counts, "elapsed_s": elapsed_before + time.time() - t0}
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    exists = path.exists()
+    header = list(row)
+    if exists:
+        with open(path, newline="") as f:
+            old = next(csv.reader(f), [])
+        if old != header:  # columns changed (e.g. a task appeared): rewrite with the union
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            header = old + [h for h in header if h not in old]
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, header)
+                w.writeheader()
+                w.writerows(rows)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, header, extrasaction="ignore")
+        if not exists:
+            w.writeheader()
+        w.writerow(row)
+
+
+def load_for_finetune(path: str) -> torch.nn.Module:  # pragma: no cover - convenience
+    return load_checkpoint(path)[0]
