@@ -52,3 +52,11 @@ class MultiTaskNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.features(x)  # (B, C)
         return {name: head(feats) for name, head in self.heads.items()}
+
+    def predict(self, x: torch.Tensor, flip_tta: bool = False) -> dict[str, torch.Tensor]:
+        """Raw outputs for inference; ``flip_tta`` also runs the mirrored faces and averages the logits."""
+        if not flip_tta:
+            return self(x)
+        out = self(torch.cat([x, x.flip(-1)]))  # (2B, W): one pass for both views
+        b = x.shape[0]
+        return {k: (v[:b] + v[b:]) / 2 for k, v in out.items()}

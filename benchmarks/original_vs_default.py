@@ -1,0 +1,105 @@
+"""The original design (ResNet-50 at 224 px, shared Dense(512), four heads) against the bundled default model.
+
+Both models are built in the same process: the original as
+``create_model("resnet50", input_size=224, shared_dim=512, regression_head="scalar")`` (random
+weights: only its cost is measured), the default from ``facemtl.weights.default_checkpoint_path()``
+through ``load_checkpoint``. Printed: parameter counts, per-face inference latency at batch 1 and
+batch N (median of the timed runs after warm-up, eval mode, ``torch.inference_mode``, float input
+at each model's own input size, contiguous as ``FaceAnalyzer`` feeds it), the speed ratio
+original/default, and the on-disk size of the default weights file next to the serialized size of
+the original's weights. The runs alternate between the two models (original, default, original,
+...) so that CPU frequency drift and background load affect both alike.
+
+    PYTHONPATH=src python benchmarks/original_vs_default.py [--runs 30] [--runs-batch 7] [--batch 32]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import torch
+
+from _common import count_params, median, print_load_end, setup, table
+from facemtl.models import create_model, load_checkpoint
+from facemtl.weights import default_checkpoint_path
+
+
+def interleaved(models: list[tuple[torch.nn.Module, torch.Tensor]], warmup: int, runs: int) -> list[list[float]]:
+    """Alternate one call per model per round; return each model's call times in seconds."""
+    times: list[list[float]] = [[] for _ in models]
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for m, x in models:
+                m(x)
+        for _ in range(runs):
+            for k, (m, x) in enumerate(models):
+                t = time.perf_counter()
+                m(x)
+                times[k].append(time.perf_counter() - t)
+    return times
+
+
+def serialized_mb(model: torch.nn.Module, half: bool) -> float:
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.tell() / 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=30, help="timed batch-1 runs per model")
+    ap.add_argument("--runs-batch", type=int, default=7, help="timed large-batch runs per model")
+    ap.add_argument("--batch", type=int, default=32, help="the larger batch size")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed calls per model before each measurement")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    args = ap.parse_args()
+    setup(args.threads)
+    torch.manual_seed(0)
+
+    orig = create_model("resnet50", input_size=224, shared_dim=512, regression_head="scalar").eval()
+    path = default_checkpoint_path()
+    default, meta = load_checkpoint(path)
+    s_orig = orig.config.input_size
+    s_def = (meta.get("preprocess") or {}).get("input_size") or default.config.input_size
+    mc = meta.get("model_config", {})
+    print(f"original: resnet50 @ {s_orig} px, shared_dim 512, scalar age head, random weights")
+    print(f"default:  {path.name}: {mc.get('backbone')} @ {s_def} px, shared_dim {mc.get('shared_dim')}, "
+          f"{mc.get('regression_head')} age head, tasks {', '.join(t.name for t in default.tasks)}")
+
+    rows = []
+    for label, m in (("original", orig), ("default", default)):
+        total, bb = count_params(m), count_params(m.backbone)
+        rows.append((label, f"{total / 1e6:.2f} M", f"{bb / 1e6:.2f} M", f"{(total - bb) / 1e6:.2f} M"))
+    table(["model", "params", "backbone", "shared + heads"], rows, title="Parameters")
+
+    lat = {}
+    for batch, runs in ((1, args.runs), (args.batch, args.runs_batch)):
+        pair = [(orig, torch.rand(batch, 3, s_orig, s_orig)), (default, torch.rand(batch, 3, s_def, s_def))]
+        t0 = time.perf_counter()
+        t_orig, t_def = interleaved(pair, args.warmup, runs)
+        print(f"  batch {batch}: {runs} interleaved runs per model in {time.perf_counter() - t0:.0f} s", flush=True)
+        lat[batch] = (median(t_orig) * 1e3 / batch, median(t_def) * 1e3 / batch,
+                      min(t_orig) * 1e3 / batch, min(t_def) * 1e3 / batch)
+    rows = []
+    for batch, (o, d, omin, dmin) in lat.items():
+        rows.append((f"batch {batch}", o, d, f"{o / d:.1f}x", omin, dmin, f"{omin / dmin:.1f}x"))
+    table(["per-face latency", "original ms", "default ms", "original/default", "original min ms",
+           "default min ms", "ratio of mins"], rows,
+          title=f"Inference latency per face (median of interleaved runs; {args.threads} thread(s))")
+
+    disk = path.stat().st_size / 1e6
+    half = any(v.dtype == torch.float16 for v in torch.load(path, map_location="cpu", weights_only=False)
+               ["state_dict"].values())
+    rows = [("default weights file (on disk)", f"{disk:.2f} MB", "float16" if half else "float32"),
+            ("default weights, serialized fp32", f"{serialized_mb(default, False):.2f} MB", "float32"),
+            ("original weights, serialized fp32", f"{serialized_mb(orig, False):.2f} MB", "float32"),
+            ("original weights, serialized fp16", f"{serialized_mb(orig, True):.2f} MB", "float16")]
+    table(["size", "MB", "dtype"], rows, title=f"Weights ({path})")
+    print_load_end()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Helpers shared by the subcommands: input expansion and the analyzer options."""
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from ..image import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def add_analyzer_args(p: argparse.ArgumentParser) -> None:
+    from ..detect import default_detector_name, list_detectors
+
+    p.add_argument("--model", help="checkpoint file (default: the model shipped with facemtl)")
+    p.add_argument("--detector", default=default_detector_name(), choices=list_detectors(),
+                   help="face detector (default: %(default)s; 'none' = each image is already a face crop)")
+    p.add_argument("--tasks", help="comma-separated subset of tasks to run (default: all)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model")
+    p.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this many pixels")
+    p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
+    p.add_argument("--largest-only", action="store_true", help="keep only the largest face")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
+    p.add_argument("--min-score", type=float, help="detector confidence threshold")
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="average each face with its mirror image (default: on)")
+
+
+def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
+    from ..analyzer import FaceAnalyzer
+
+    det_opts = {"min_score": args.min_score} if args.min_score is not None else {}
+    return FaceAnalyzer.from_checkpoint(args.model, detector=args.detector, device=args.device, tasks=args.tasks,
+                                        threads=args.threads, detector_options=det_opts, min_face=args.min_face,
+                                        max_faces=args.max_faces, largest_only=args.largest_only,
+                                        batch_size=args.batch_size, keep_image=keep_image, flip_tta=args.flip_tta)
+
+
+def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
+    """Files, folders (their images) and glob patterns -> image paths as found; missing inputs are errors."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(str(f) for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise InvalidInputError(f"no images in folder {item} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            out.extend(found)
+        elif p.exists():
+            out.append(item)
+        elif any(c in item for c in "*?["):
+            found = sorted(f for f in glob.glob(item, recursive=True) if Path(f).is_file())
+            if not found:
+                raise InvalidInputError(f"no files match {item!r}")
+            out.extend(found)
+        else:
+            raise InvalidInputError(f"no such file or folder: {item}")
+    return out

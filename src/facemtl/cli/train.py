@@ -1,0 +1,73 @@
+"""facemtl train [--config FILE] [--utkface DIR] [--fer2013 DIR_OR_CSV] [--manifest CSV ...] [--backbone NAME]
+[--input-size N] [--epochs N] [--out RUN_DIR] [--resume] ... : flags are TrainConfig's fields."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..train.loop import TrainConfig
+from ._args import add_dataclass_args, config_from_args, load_yaml_config
+
+HELP = {
+    "utkface": "UTKFace folder", "fer2013": "FER2013 folder (train/, test/) or fer2013.csv",
+    "manifest": "CSV with path plus any of age, gender, emotion, ethnicity (and split)",
+    "out": "run folder (checkpoints, metrics.csv, split.csv)", "backbone": "backbone name",
+    "resume": "continue from RUN_DIR/last.pt", "limit": "at most this many images per source",
+    "age_loss": "dldl | l1 | mse", "loss_weighting": "static | uncertainty",
+    "time_budget_min": "stop after this many minutes (checkpoint kept)",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a multi-task model", description="Train a multi-task model; "
+                       "every option can also come from a YAML --config file (flags override it).")
+    p.add_argument("--config", help="YAML file with TrainConfig options")
+    add_dataclass_args(p, TrainConfig, skip=("augment", "sample_ratio", "tasks"), help_=HELP)
+    p.add_argument("--tasks", default=argparse.SUPPRESS, help="comma-separated tasks (default: all)")
+    p.add_argument("--sample-ratio", default=argparse.SUPPRESS,
+                   help="mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.loop import train
+
+    base = load_yaml_config(args.config, TrainConfig) if args.config else {}
+    if "tasks" in args:
+        args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if "sample_ratio" in args:
+        try:
+            args.sample_ratio = {k.strip(): float(v) for k, v in (x.split("=") for x in args.sample_ratio.split(","))}
+        except ValueError:
+            raise ValueError(f"--sample-ratio {args.sample_ratio!r}: expected name=weight,name=weight") from None
+    cfg = config_from_args(TrainConfig, args, base)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+    def progress(info: dict) -> None:
+        nonlocal bar
+        if args.no_progress:
+            return
+        if "epoch_end" in info:
+            row = info["epoch_end"]
+            if bar is not None:
+                bar.close()
+                bar = None
+            vals = {k[4:]: v for k, v in row.items() if k.startswith("val/") and not k.endswith("/n")}
+            print(f"epoch {row['epoch']}: " + "  ".join(f"{k}={v}" for k, v in vals.items()), file=sys.stderr)
+            return
+        if bar is None:
+            bar = tqdm(total=info["steps"], desc=f"epoch {info['epoch'] + 1}/{info['epochs']}", unit="batch",
+                       file=sys.stderr, initial=info["step"] - 1)
+        bar.update(1)
+        if info.get("loss") is not None:
+            bar.set_postfix(loss=f"{info['loss']:.3f}", img_s=f"{info['images_per_s']:.0f}")
+
+    res = train(cfg, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(json.dumps({k: v for k, v in res.items() if k != "history"}, default=str, indent=1))
+    return 0

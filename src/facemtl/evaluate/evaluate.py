@@ -1,0 +1,142 @@
+"""Evaluate a checkpoint on labelled data: every metric per task, MAE per age band, confusion matrices,
+calibration and a per-group fairness table (ethnicity x gender x age band)."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..data.cache import decode_record
+from ..data.datasets import Record
+from ..errors import DatasetError, FacemtlError, InvalidInputError
+from ..models.factory import load_checkpoint
+from ..train.data import gather_records
+from .fairness import build_records, fairness_report
+from .metrics import compute_task_metrics
+
+__all__ = ["EvaluateConfig", "evaluate", "SPLITS"]
+
+log = logging.getLogger(__name__)
+SPLITS = ("val", "test", "train", "all")
+
+
+@dataclass
+class EvaluateConfig:
+    """What to evaluate on.
+
+    Attributes:
+        model: checkpoint path; None: the bundled default model.
+        split: "val" (the seeded split the checkpoint was trained with, FER2013 PublicTest), "test", "train",
+            or "all" (every labelled image given: for a separate test set).
+        seed, val_fraction: the split's parameters; None: taken from the checkpoint's training config.
+    """
+
+    model: str | None = None
+    utkface: str | None = None
+    fer2013: str | None = None
+    manifest: tuple[str, ...] = ()
+    split: str = "val"
+    limit: int | None = None
+    batch_size: int = 128
+    device: str = "cpu"
+    seed: int | None = None
+    val_fraction: float | None = None
+    fairness_min_count: int = 30
+    bootstrap: int = 200
+    threads: int | None = None
+    flip_tta: bool = False
+
+    def __post_init__(self) -> None:
+        from ..errors import unknown_name
+
+        if self.split not in SPLITS:
+            raise unknown_name("split", self.split, SPLITS)
+        self.manifest = tuple(self.manifest or ())
+        if not (self.utkface or self.fer2013 or self.manifest):
+            raise DatasetError("nothing to evaluate on: give --utkface, --fer2013 and/or --manifest")
+
+
+def _select(records: list[Record], split: str) -> list[Record]:
+    return records if split == "all" else [r for r in records if r.split == split]
+
+
+@torch.no_grad()
+def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the model over the chosen split; returns a JSON-serialisable report.
+
+    Example:
+        >>> report = evaluate(EvaluateConfig(utkface="data/utkface", fer2013="data/fer2013"))
+        >>> report["metrics"]["age"]["mae"], report["metrics"]["emotion"]["accuracy"]
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    path = cfg.model
+    if path is None:
+        from ..weights import default_checkpoint_path
+
+        path = str(default_checkpoint_path())
+    model, meta = load_checkpoint(path, device=cfg.device)
+    tcfg = meta.get("train_config") or {}
+    seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
+    vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
+    size = int(meta["preprocess"]["input_size"])
+    records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, vf, seed)
+    records = _select(records, cfg.split)
+    if not records:
+        raise DatasetError(f"no labelled images in split {cfg.split!r}; try --split all")
+    specs = list(model.tasks)
+    raw: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
+    ok: list[Record] = []
+    failed: Counter = Counter()
+
+    def load(r: Record) -> np.ndarray | None:
+        try:
+            return decode_record(r, size)
+        except InvalidInputError as exc:
+            log.warning("skipping unreadable image: %s", exc)
+            return None
+
+    with ThreadPoolExecutor(2) as pool:
+        for i in range(0, len(records), cfg.batch_size):
+            chunk = records[i:i + cfg.batch_size]
+            crops = list(pool.map(load, chunk))
+            keep = [j for j, c in enumerate(crops) if c is not None]
+            failed["unreadable"] += len(chunk) - len(keep)
+            if not keep:
+                continue
+            x = torch.from_numpy(np.stack([crops[j] for j in keep])).to(cfg.device).permute(0, 3, 1, 2)
+            out = model.predict(x.float().div_(255.0), flip_tta=cfg.flip_tta)
+            for name, v in out.items():
+                raw[name].append(v.float().cpu())
+            ok.extend(chunk[j] for j in keep)
+            if progress:
+                progress(min(i + cfg.batch_size, len(records)), len(records))
+    if not ok:
+        raise FacemtlError("no image could be read")
+    targets = {t.name: np.array([r.target_indices()[t.name] for r in ok], dtype=np.float64) for t in specs}
+    metrics: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        values, probs = spec.decode_raw(torch.cat(raw[spec.name]))
+        preds[spec.name] = values.numpy()
+        y = targets[spec.name]
+        metrics[spec.name] = compute_task_metrics(
+            spec, y, preds[spec.name], probs.numpy() if (probs is not None and spec.kind == "classification") else None)
+        if metrics[spec.name].get("n", 0) == 0:
+            metrics[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
+    fair_records = build_records(targets, preds, tasks=[s.name for s in specs])
+    fairness = fairness_report(fair_records, min_count=cfg.fairness_min_count, n_boot=cfg.bootstrap, max_order=2)
+    return {
+        "model": {"checkpoint": str(path), **meta.get("model_config", {})},
+        "data": {"split": cfg.split, "seed": seed, "val_fraction": vf, "n_images": len(ok),
+                 "by_source": dict(Counter(f"{r.source}/{r.split}" for r in ok)),
+                 "skipped": {**counts.get("skipped", {}), **{k: v for k, v in failed.items() if v}},
+                 "config": {k: v for k, v in asdict(cfg).items() if k in ("utkface", "fer2013", "manifest", "limit")}},
+        "metrics": metrics,
+        "fairness": fairness,
+    }
