@@ -192,7 +192,9 @@ class FaceAnalyzer:
 
         Each is made square and resized with the same crop function training used.
         """
-        arrays = [c if (isinstance(c, np.ndarray) and c.shape[:2] == (self.input_size,) * 2 and c.ndim == 3)
+        # Only a ready RGB uint8 crop skips load_image: a float [0, 1] or RGBA array of the right size must be
+        # converted too (it would otherwise be divided by 255 again, or fed as 4 channels).
+        arrays = [c if (isinstance(c, np.ndarray) and c.dtype == np.uint8 and c.shape == (self.input_size,) * 2 + (3,))
                   else crop_face(load_image(c), None, size=self.input_size) for c in crops]
         out: list[dict[str, Prediction]] = []
         bs = self.options.batch_size

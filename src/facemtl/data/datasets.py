@@ -112,8 +112,9 @@ def load_utkface(root: str | Path, limit: int | None = None) -> DatasetIndex:
         age, gender, race = int(m.group(1)), int(m.group(2)), int(m.group(3))
         idx.records.append(Record("utkface", path=str(p), labels={
             "age": float(age), "gender": UTKFACE_GENDER[gender], "ethnicity": UTKFACE_RACE[race]}))
-        if limit is not None and len(idx.records) >= limit:
-            break
+    if limit is not None and len(idx.records) > limit:
+        # File names sort by age: an evenly spaced sample keeps every age range in a subset.
+        idx.records = [idx.records[i] for i in np.linspace(0, len(idx.records) - 1, limit).astype(int)]
     if idx.skipped:
         log.warning("UTKFace: skipped %s", dict(idx.skipped))
     return idx
@@ -173,11 +174,11 @@ def _load_fer_csv(path: Path, limit: int | None) -> DatasetIndex:
             try:
                 code = int(row["emotion"])
                 label = FER2013_EMOTIONS[code]
-                px = np.array(row["pixels"].split(), dtype=np.uint8)
+                px = np.array((row["pixels"] or "").split(), dtype=np.uint8)  # None: a truncated row
                 side = int(round(math.sqrt(px.size)))
                 if side * side != px.size or side < 8:
                     raise ValueError(f"{px.size} pixels is not a square image")
-            except (ValueError, KeyError) as exc:
+            except (ValueError, KeyError, OverflowError) as exc:  # OverflowError: a pixel outside 0..255
                 idx.skipped["bad csv row"] += 1
                 log.warning("%s line %d: skipped (%s)", path, i, exc)
                 continue

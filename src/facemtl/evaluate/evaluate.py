@@ -49,7 +49,7 @@ class EvaluateConfig:
     fairness_min_count: int = 30
     bootstrap: int = 200
     threads: int | None = None
-    flip_tta: bool = False
+    flip_tta: bool = True
 
     def __post_init__(self) -> None:
         from ..errors import unknown_name
@@ -130,7 +130,7 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         if metrics[spec.name].get("n", 0) == 0:
             metrics[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
     fair_records = build_records(targets, preds, tasks=[s.name for s in specs])
-    fairness = fairness_report(fair_records, min_count=cfg.fairness_min_count, n_boot=cfg.bootstrap, max_order=2)
+    fairness = fairness_report(fair_records, min_count=cfg.fairness_min_count, n_boot=cfg.bootstrap)
     return {
         "model": {"checkpoint": str(path), **meta.get("model_config", {})},
         "data": {"split": cfg.split, "seed": seed, "val_fraction": vf, "n_images": len(ok),

@@ -69,6 +69,7 @@ class TrainConfig:
     time_budget_min: float | None = None
     checkpoint_every_min: float = 10.0
     resume: bool = False
+    overwrite: bool = False
     cache_dir: str | None = None
     workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -235,6 +236,12 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
+    if not cfg.resume and (last_path.exists() or (out / "metrics.csv").exists()):
+        if not cfg.overwrite:
+            raise FacemtlError(f"{out} already holds a training run; continue it with --resume, choose another "
+                               "--out, or pass --overwrite to replace it")
+        for f in (last_path, best_path, out / "metrics.csv"):
+            f.unlink(missing_ok=True)
     model_cfg = ModelConfig(backbone=cfg.backbone, tasks=cfg.tasks, input_size=cfg.input_size,
                             shared_dim=cfg.shared_dim, regression_head=regression_head_for(cfg.age_loss),
                             attention=cfg.attention, pretrained=cfg.pretrained)
