@@ -5,16 +5,22 @@ Everything here is synthetic and built in milliseconds; tests that need the real
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import os
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image, ImageDraw
+# Before torch loads OpenMP: with 2 threads on 2 shared cores, OpenMP's default spin-waiting makes a
+# 20 ms forward pass take seconds whenever another process is busy. Passive waiting costs nothing here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from facemtl.detect.base import Detection
-from facemtl.results import Box
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from facemtl.detect.base import Detection  # noqa: E402
+from facemtl.results import Box  # noqa: E402
 
 torch.set_num_threads(2)
 torch.manual_seed(0)

@@ -35,6 +35,12 @@ AGE_GROUPS: tuple[tuple[str, float], ...] = (
 AGE_BANDS: tuple[tuple[str, float], ...] = (("0-19", 0), ("20-39", 20), ("40-59", 40), ("60+", 60))
 
 
+def _whole_years(years: float) -> float:
+    if years != years:  # NaN
+        raise ValueError("age is NaN: it has no age group")
+    return float(int(years)) if years >= 0 else 0.0
+
+
 def _bucket(value: float, table: tuple[tuple[str, float], ...]) -> str:
     label = table[0][0]
     for name, lo in table:
@@ -46,12 +52,12 @@ def _bucket(value: float, table: tuple[tuple[str, float], ...]) -> str:
 def age_group(years: float) -> str:
     """Map an age in years to one of the 9 MISSION.md groups (0-2 ... 70+)."""
     # Groups are defined on whole years: 2.6 years is still in "0-2".
-    return _bucket(float(int(years)) if years >= 0 else 0.0, AGE_GROUPS)
+    return _bucket(_whole_years(years), AGE_GROUPS)
 
 
 def age_band(years: float) -> str:
     """Map an age in years to one of the coarse bands (0-19, 20-39, 40-59, 60+)."""
-    return _bucket(float(int(years)) if years >= 0 else 0.0, AGE_BANDS)
+    return _bucket(_whole_years(years), AGE_BANDS)
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def load_fer2013(source: str | Path, limit: int | None = None) -> DatasetIndex:
                 idx.records.append(Record("fer2013", path=str(f), labels={"emotion": ed.name.lower()},
                                           split=_FER_SPLITS[sd.name.lower()]))
                 n += 1
-        # Balanced subset across emotions when limited: take an evenly spaced sample.
+        # Limited: an evenly spaced sample over the sorted class folders (class proportions are kept).
         if per_split_limit is not None and n > per_split_limit:
             recs = idx.records[-n:]
             keep = [recs[i] for i in np.linspace(0, n - 1, per_split_limit).astype(int)]
@@ -183,8 +183,13 @@ def _load_fer_csv(path: Path, limit: int | None) -> DatasetIndex:
                 log.warning("%s line %d: skipped (%s)", path, i, exc)
                 continue
             usage = (row.get("Usage") or "Training").strip().lower()
+            if usage not in _FER_SPLITS:
+                idx.skipped["unknown Usage"] += 1
+                log.warning("%s line %d: skipped (Usage %r; valid: Training, PublicTest, PrivateTest)", path, i,
+                            row.get("Usage"))
+                continue
             idx.records.append(Record("fer2013", pixels=px.reshape(side, side), labels={"emotion": label},
-                                      split=_FER_SPLITS.get(usage, "train")))
+                                      split=_FER_SPLITS[usage]))
             if limit is not None and len(idx.records) >= limit:
                 break
     if not idx.records:
@@ -228,7 +233,9 @@ def load_manifest(path: str | Path, limit: int | None = None) -> DatasetIndex:
                         err = unknown_name(f"{name} label", raw, spec.labels)
                         raise DatasetError(f"{path} line {line}: {err}") from None
                     labels[name] = raw.lower()
-            img = Path(row["path"])
+            if not (row.get("path") or "").strip():
+                raise DatasetError(f"{path} line {line}: empty 'path'")
+            img = Path(row["path"].strip())
             if not img.is_absolute():
                 img = path.parent / img
             split = (row.get("split") or "").strip().lower() or None
