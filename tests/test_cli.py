@@ -1,0 +1,138 @@
+"""The command line, in-process: predict, batch (errors, resume), train (resume, overwrite guard), evaluate."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facemtl.cli.__main__ import main
+
+from conftest import WILD, needs_data
+
+
+def test_no_command_is_usage_error(capsys):
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+
+
+def test_missing_input_names_the_file(capsys, tmp_path):
+    missing = tmp_path / "nope.jpg"
+    assert main(["predict", str(missing)]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_empty_folder_is_an_error(capsys, tmp_path):
+    assert main(["predict", str(tmp_path)]) == 1
+    assert "no images in folder" in capsys.readouterr().err
+
+
+@needs_data
+def test_predict_json_and_save_dir(capsys, tmp_path):
+    img = WILD / "facerec_obama_and_biden.jpg"
+    assert main(["predict", str(img), str(WILD / "dlib_dogs.jpg"), "--json", "--save-dir", str(tmp_path)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [d["source"] for d in lines] == [str(img), str(WILD / "dlib_dogs.jpg")]
+    assert lines[0]["schema_version"] == 1 and len(lines[0]["faces"]) >= 2
+    assert lines[1]["faces"] == []
+    face = lines[0]["faces"][0]
+    assert set(face) >= {"box", "score", "age", "gender", "emotion", "ethnicity"}
+    assert abs(sum(face["emotion"]["probs"].values()) - 1) < 1e-3
+    assert (tmp_path / "facerec_obama_and_biden.jpg").is_file()
+
+
+@needs_data
+def test_batch_csv_records_errors_and_resumes(capsys, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(WILD / "facerec_two_people.jpg", src / "two people.jpg")  # a space in the name
+    shutil.copy(WILD / "dlib_dogs.jpg", src / "dogs.jpg")
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "truncated.jpg").write_bytes((WILD / "facerec_two_people.jpg").read_bytes()[:2000])
+    out = tmp_path / "res.csv"
+    assert main(["batch", str(src), "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out, newline="")))
+    cols = rows[0].keys()
+    for c in ("file", "age", "gender", "emotion", "ethnicity", "gender_prob", "emotion_prob", "ethnicity_prob",
+              "emotion.happy", "error"):
+        assert c in cols
+    by_file: dict[str, list[dict]] = {}
+    for r in rows:
+        by_file.setdefault(Path(r["file"]).name, []).append(r)
+    assert len(by_file["two people.jpg"]) >= 2 and all(r["gender"] in ("male", "female")
+                                                       for r in by_file["two people.jpg"])
+    assert by_file["dogs.jpg"][0]["n_faces"] == "0" and by_file["dogs.jpg"][0]["age"] == ""
+    assert "empty" in by_file["empty.jpg"][0]["error"]
+    assert by_file["truncated.jpg"][0]["error"]
+    # Resume: a second run adds nothing for files already done; a new file is added.
+    shutil.copy(WILD / "facerec_two_people.jpg", src / "new.jpg")
+    assert main(["batch", str(src), "--out", str(out), "--no-progress"]) == 0
+    rows2 = list(csv.DictReader(open(out, newline="")))
+    assert rows2[:len(rows)] == rows
+    assert {Path(r["file"]).name for r in rows2[len(rows):]} == {"new.jpg"}
+
+
+@needs_data
+def test_batch_jsonl(tmp_path):
+    out = tmp_path / "res.jsonl"
+    assert main(["batch", str(WILD / "facerec_two_people.jpg"), "--out", str(out), "--no-progress"]) == 0
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 1 and recs[0]["schema_version"] == 1
+
+
+def test_batch_rejects_unknown_output_format(capsys, tmp_path, face_image):
+    from PIL import Image
+
+    Image.fromarray(face_image).save(tmp_path / "f.png")
+    assert main(["batch", str(tmp_path / "f.png"), "--out", str(tmp_path / "r.xlsx")]) == 1
+    assert "r.xlsx" in capsys.readouterr().err
+
+
+def _train_args(ds, out, cache):
+    return ["train", "--utkface", str(ds.utkface), "--fer2013", str(ds.fer2013), "--backbone", "tiny",
+            "--no-pretrained", "--input-size", "32", "--batch-size", "4", "--out", str(out), "--no-progress",
+            "--cache-dir", str(cache), "--val-fraction", "0.25"]
+
+
+def test_train_resume_and_evaluate(capsys, tmp_path, tiny_dataset):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(_train_args(tiny_dataset, out, cache) + ["--epochs", "1"]) == 0
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file() and (out / "split.csv").is_file()
+    assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
+    # A fresh run into the same folder is refused rather than silently replacing it.
+    assert main(_train_args(tiny_dataset, out, cache) + ["--epochs", "1"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(_train_args(tiny_dataset, out, cache) + ["--epochs", "2", "--resume"]) == 0
+    assert [r["epoch"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["1", "2"]
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--model", str(out / "best.pt"), "--utkface", str(tiny_dataset.utkface),
+                 "--fer2013", str(tiny_dataset.fer2013), "--split", "all", "--json", str(report),
+                 "--bootstrap", "0"]) == 0
+    printed = capsys.readouterr().out
+    for word in ("MAE", "accuracy", "macro-F1", "balanced accuracy", "confusion matrix", "fairness"):
+        assert word in printed
+    rep = json.loads(report.read_text())
+    assert set(rep["metrics"]) == {"age", "gender", "emotion", "ethnicity"}
+    assert rep["metrics"]["age"]["n"] == 8 and rep["data"]["split"] == "all"
+
+
+def test_train_config_file_and_unknown_key(capsys, tmp_path, tiny_dataset):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("backbone: tiny\nepochz: 3\n")
+    assert main(["train", "--config", str(cfg), "--utkface", str(tiny_dataset.utkface)]) == 1
+    err = capsys.readouterr().err
+    assert "epochz" in err and "did you mean 'epochs'" in err
+
+
+def test_train_unknown_backbone(capsys, tmp_path):
+    assert main(["train", "--backbone", "lite9", "--out", str(tmp_path)]) == 1
+    assert "lite9" in capsys.readouterr().err
+
+
+def test_evaluate_needs_data(capsys):
+    assert main(["evaluate"]) == 1
+    assert "--utkface" in capsys.readouterr().err
