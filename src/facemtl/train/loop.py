@@ -18,7 +18,7 @@ import torch
 from ..crop import DEFAULT_GEOMETRY
 from ..data.transforms import AugmentConfig, augment_batch, resize_batch
 from ..errors import FacemtlError, unknown_name
-from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
+from ..models.factory import ModelConfig, create_model, save_checkpoint
 from ..tasks import get_task, resolve_tasks
 from .data import SourceData, build_sources, gather_records
 from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
@@ -397,7 +397,3 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
         if not exists:
             w.writeheader()
         w.writerow(row)
-
-
-def load_for_finetune(path: str) -> torch.nn.Module:  # pragma: no cover - convenience
-    return load_checkpoint(path)[0]
