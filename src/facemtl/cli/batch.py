@@ -7,10 +7,9 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..errors import InvalidInputError
-from ..tasks import get_task, list_tasks
+from .._rows import csv_columns, csv_rows
 from ._common import add_analyzer_args, build_analyzer, expand_inputs
 
 
@@ -24,39 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="start a new output instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def csv_columns() -> list[str]:
-    cols = ["file", "face", "n_faces", "x1", "y1", "x2", "y2", "det_score"]
-    for name in list_tasks():
-        spec = get_task(name)
-        if spec.kind == "regression":
-            cols += [name, f"{name}_group"]
-        else:
-            cols += [name, f"{name}_prob"] + [f"{name}.{lab}" for lab in spec.labels]
-    return cols + ["error"]
-
-
-def csv_rows(res: Any) -> list[dict[str, Any]]:
-    """Flatten one ImageResult (or ItemError) into CSV rows, from the same fields as to_dict()."""
-    if not hasattr(res, "faces"):
-        return [{"file": res.source, "face": "", "n_faces": "", "error": res.error}]
-    if not res.faces:
-        return [{"file": res.source, "face": "", "n_faces": 0, "error": ""}]
-    rows = []
-    for i, face in enumerate(res.faces):
-        row: dict[str, Any] = {"file": res.source, "face": i, "n_faces": len(res.faces), "error": "",
-                               "det_score": round(face.score, 4)}
-        row.update(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in face.box.xyxy)))
-        for name, pred in face.attributes.items():
-            if get_task(name).kind == "regression":
-                row[name], row[f"{name}_group"] = round(pred.value, 2), pred.label
-            else:
-                row[name], row[f"{name}_prob"] = pred.label, round(pred.value, 4)
-                for lab, p in (pred.probs or {}).items():
-                    row[f"{name}.{lab}"] = round(p, 4)
-        rows.append(row)
-    return rows
 
 
 def _done_files(out: Path) -> set[str]:

@@ -1,4 +1,5 @@
-"""facemtl predict IMAGE|DIR|GLOB... : every face's attributes as a table or JSON; --save-dir for drawn images."""
+"""facemtl predict IMAGE|DIR|GLOB|VIDEO... [--webcam INDEX] : every face's attributes as a table or JSON;
+--save-dir for drawn images. Videos and cameras give a per-frame CSV of tracked faces and an annotated video."""
 from __future__ import annotations
 
 import argparse
@@ -6,18 +7,41 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import FacemtlError, InvalidInputError
+from ..video import VideoConfig
+from ._args import add_dataclass_args, config_from_args
 from ._common import VIDEO_EXTENSIONS, add_analyzer_args, build_analyzer, expand_inputs
+
+VIDEO_HELP = {
+    "every_n": "analyse every n-th frame (default: about --target-fps frames per second)",
+    "target_fps": "analysed frames per second when --every-n is not given",
+    "max_frames": "stop after analysing this many frames",
+    "ema_alpha": "weight of the newest frame in each track's moving average (1 = no smoothing)",
+    "iou_threshold": "box overlap needed to continue a track",
+    "max_missed": "analysed frames a track may miss before it ends",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="analyse images (files, folders, globs)",
-                       description="Find every face and predict its attributes.")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|GLOB")
+    p = sub.add_parser("predict", help="analyse images (files, folders, globs), videos or a webcam",
+                       description="Find every face and predict its attributes. Videos ("
+                       + ", ".join(VIDEO_EXTENSIONS) + ") and --webcam: faces are tracked across sampled frames, "
+                       "their answers smoothed over time, and a per-frame CSV (and annotated video) written.")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|GLOB|VIDEO")
     add_analyzer_args(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines); "
+                   "for a video, its summary")
     p.add_argument("--save-dir", help="write each image with boxes and labels drawn into this folder")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
-    p.set_defaults(func=run)
+    v = p.add_argument_group("video and webcam")
+    v.add_argument("--webcam", type=int, metavar="INDEX", help="analyse this camera (0 = the first) until Ctrl-C "
+                   "or --max-frames")
+    v.add_argument("--csv", metavar="PATH", help="per-frame CSV (default: <save-dir or current folder>/"
+                   "<stem>_frames.csv)")
+    v.add_argument("--video-out", metavar="PATH", help="annotated video (default: <save-dir>/<stem>_annotated.mp4 "
+                   "with --save-dir, else none)")
+    add_dataclass_args(v, VideoConfig, help_=VIDEO_HELP)
+    p.set_defaults(func=run, usage_error=p.error)
 
 
 def _row(face) -> str:
@@ -30,14 +54,63 @@ def _row(face) -> str:
     return "  ".join(parts)
 
 
-def run(args: argparse.Namespace) -> int:
-    files = expand_inputs(args.inputs, args.recursive)
-    videos = [f for f in files if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
-    if videos:
-        from ..errors import InvalidInputError
+def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
+    from tqdm import tqdm
 
-        raise InvalidInputError(f"video input is not supported yet: {videos[0]}")
+    from ..video import analyze_video
+
+    if len(sources) > 1 and (args.csv or args.video_out):
+        raise InvalidInputError(f"--csv and --video-out name one file each, but {len(sources)} videos were given; "
+                                "use --save-dir instead")
+    config = config_from_args(VideoConfig, args)
+    save = Path(args.save_dir) if args.save_dir else None
+    failed = 0
+    for src in sources:
+        stem = f"webcam{src}" if isinstance(src, int) else Path(src).stem
+        csv_path = Path(args.csv) if args.csv else (save or Path(".")) / f"{stem}_frames.csv"
+        video_out = Path(args.video_out) if args.video_out else (save / f"{stem}_annotated.mp4" if save else None)
+        bar = tqdm(unit="frame", file=sys.stderr, disable=None, desc=str(stem), leave=False)
+
+        def progress(done: int, total: int | None, bar=bar) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            summary = analyze_video(analyzer, src, config, csv_path, video_out, progress)
+        except FacemtlError as exc:
+            failed += 1
+            print(f"{src}: error: {exc}", file=sys.stderr)
+            continue
+        except KeyboardInterrupt:
+            print(f"{src}: interrupted; frames done so far are in {csv_path}"
+                  + (f" and {video_out}" if video_out else ""), file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            outs = ", ".join(x for x in (summary["csv"], summary["video"]) if x)
+            print(f"{summary['source']}: {summary['frames_analysed']} of {summary['frames_read']} frame(s) analysed "
+                  f"(every {summary['every_n']}), {summary['faces']} face(s) in {summary['tracks']} track(s), "
+                  f"{summary['seconds']:.1f} s -> {outs}")
+    return failed
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.inputs and args.webcam is None:
+        args.usage_error("nothing to analyse: give IMAGE|DIR|GLOB|VIDEO inputs or --webcam INDEX")
+    if args.webcam is not None and args.webcam < 0:
+        args.usage_error(f"--webcam takes a camera index >= 0, got {args.webcam}")
+    found = expand_inputs(args.inputs, args.recursive) if args.inputs else []
+    videos: list = [f for f in found if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+    files = [f for f in found if f not in videos]
+    if args.webcam is not None:
+        videos.append(args.webcam)
     analyzer = build_analyzer(args, keep_image=bool(args.save_dir))
+    failed_videos = _run_videos(args, analyzer, videos) if videos else 0
+    if not files:
+        return 1 if failed_videos and failed_videos == len(videos) else 0
     save = Path(args.save_dir) if args.save_dir else None
     failed = 0
     for res in analyzer.analyze_many(files, errors="record"):
@@ -56,4 +129,4 @@ def run(args: argparse.Namespace) -> int:
             res.save(out)
     if save is not None and not args.json:
         print(f"drawn images written to {save}/")
-    return 1 if failed and failed == len(files) else 0
+    return 1 if failed + failed_videos == len(files) + len(videos) else 0
