@@ -12,9 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Sequence
 
 from ..errors import FacemtlError  # noqa: E402
-from . import batch, evaluate, predict, train
+from . import batch, evaluate, explain, predict, train
 
-COMMANDS = (predict, batch, train, evaluate)
+COMMANDS = (predict, batch, train, evaluate, explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
