@@ -127,10 +127,13 @@ class FaceAnalyzer:
         """Load a checkpoint (None: the bundled default model) and a detector by name.
 
         Args:
-            path: checkpoint file; None uses the default model shipped with facemtl.
+            path: checkpoint file; None uses the default model shipped with facemtl. A ``.onnx`` file
+                (from ``facemtl export``, fp32 or int8) runs on ONNX Runtime instead of PyTorch, with the
+                same results (see :class:`facemtl.export.OnnxModel`).
             detector: detector name (see ``facemtl.detect.list_detectors()``) or instance; None: the default.
             tasks: run only these tasks ("age,gender" or a list); None: all tasks in the checkpoint.
-            threads: CPU threads for PyTorch (None: PyTorch's default).
+            threads: CPU threads for PyTorch, or ONNX Runtime's intra-op threads for a ``.onnx`` model
+                (None: the library's default).
             **options: fields of :class:`AnalyzerOptions` (min_face, max_faces, largest_only, batch_size...).
         """
         if threads:
@@ -141,7 +144,13 @@ class FaceAnalyzer:
             path = default_checkpoint_path()
         if isinstance(tasks, str):
             tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-        model, meta = load_checkpoint(path, tasks=tasks, device=device)
+        if Path(path).suffix.lower() == ".onnx":
+            from .export.runtime import OnnxModel
+
+            onnx_model = OnnxModel(path, threads=threads, tasks=tasks)
+            model, meta = onnx_model, onnx_model.metadata  # type: ignore[assignment]
+        else:
+            model, meta = load_checkpoint(path, tasks=tasks, device=device)
         pre = meta.get("preprocess", {})
         geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
         if detector is None or isinstance(detector, str):

@@ -12,9 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Sequence
 
 from ..errors import FacemtlError  # noqa: E402
-from . import batch, evaluate, explain, predict, train
+from . import batch, evaluate, explain, export, predict, train
 
-COMMANDS = (predict, batch, train, evaluate, explain)
+COMMANDS = (predict, batch, train, evaluate, explain, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,80 @@
+"""facemtl export [--model CKPT] [--format onnx] [--quantize int8 --calibration DIR] [--out PATH] [--opset N]:
+write a self-describing ONNX file (optionally int8) and print its size and parity check."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+FORMATS = ("onnx",)
+QUANTIZE = ("int8",)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..export.quantize import QUANT_METHODS
+
+    p = sub.add_parser("export", help="export a model to ONNX (optionally int8) for fast CPU inference",
+                       description="Export a checkpoint to ONNX with its task specs and preprocessing in the "
+                                   "metadata, check ONNX Runtime against PyTorch, optionally quantize to int8. "
+                                   "Use the file with `facemtl predict --model FILE.onnx`.")
+    p.add_argument("--model", help="checkpoint (default: the model shipped with facemtl)")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="output format (default: %(default)s)")
+    p.add_argument("--quantize", choices=QUANTIZE, help="also quantize; the output is then the int8 file")
+    p.add_argument("--method", default="static", choices=QUANT_METHODS,
+                   help="int8 method: static (calibrated, fast; needs --calibration) or dynamic (no calibration, "
+                        "slow on convolutions) (default: %(default)s)")
+    p.add_argument("--calibration", action="append", metavar="DIR_OR_IMAGE",
+                   help="face crops for static int8 calibration, e.g. a UTKFace folder (repeatable)")
+    p.add_argument("--calibration-size", type=int, default=256, help="calibration images used (default: %(default)s)")
+    p.add_argument("--out", help="output file (default: <checkpoint stem>.onnx, or .int8.onnx, in this folder)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    p.add_argument("--fixed-batch", action="store_true", help="batch size 1 only (default: dynamic batch axis)")
+    p.set_defaults(func=run)
+
+
+def _mib(path: Path) -> str:
+    return f"{path.stat().st_size / 2**20:.1f} MiB"
+
+
+def _check_line(check: dict) -> str:
+    parts = [f"{k.split('/')[0]} mean |diff| {v:.2f}" if k.endswith("mean_abs_diff") else f"{k.split('/')[0]} {v:.1%}"
+             for k, v in check.items() if "/" in k]
+    return f"int8 vs fp32 on {check['n']} {check['on']}: " + "; ".join(parts) + " (labels agreeing / value diff)"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InvalidInputError
+    from ..export import ParityReport, export_onnx, quantize_int8, read_metadata
+
+    if args.model is None:
+        from ..weights import default_checkpoint_path
+
+        ckpt = default_checkpoint_path()
+    else:
+        ckpt = Path(args.model)
+    if args.quantize and args.method == "static" and not args.calibration:
+        raise InvalidInputError("--quantize int8 (static) calibrates on real face crops: add --calibration DIR (a "
+                                "folder of face crops, e.g. UTKFace), or use --method dynamic (no calibration; "
+                                "slow on this network)")
+    suffix = ".int8.onnx" if args.quantize else ".onnx"
+    out = Path(args.out) if args.out else Path.cwd() / (ckpt.stem + suffix)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(ckpt, Path(tmp) / "fp32.onnx" if args.quantize else out, opset=args.opset,
+                           dynamic_batch=not args.fixed_batch)
+        parity = read_metadata(fp32)["parity"]
+        report = ParityReport(parity["max_abs_diff"], parity["atol"], tuple(parity["batch_sizes"]))
+        if not args.quantize:
+            print(f"wrote {out} ({_mib(out)}, fp32, opset {args.opset}) from {ckpt}")
+            print(f"parity: {report}")
+            return 0
+        fp32_size = fp32.stat().st_size
+        quantize_int8(fp32, out, calibration=args.calibration, method=args.method,
+                      calibration_size=args.calibration_size)
+    q = read_metadata(out)["quantization"]
+    print(f"wrote {out} ({_mib(out)}, int8 {q['method']}, {fp32_size / out.stat().st_size:.1f}x smaller than fp32, "
+          f"opset {args.opset}) from {ckpt}")
+    print(f"fp32 export parity: {report}")
+    if "check" in q:
+        print(_check_line(q["check"]))
+    print("accuracy and speed of int8 vs fp32 on the validation data: python benchmarks/onnx_speed.py")
+    return 0
