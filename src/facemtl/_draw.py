@@ -21,7 +21,10 @@ def face_caption(face) -> list[str]:
     return lines
 
 
-def draw_faces(image: np.ndarray, faces: Sequence) -> np.ndarray:
+def draw_faces(image: np.ndarray, faces: Sequence, labels: Sequence[str] | None = None,
+               colour_ids: Sequence[int] | None = None) -> np.ndarray:
+    """Boxes with captions. ``labels`` adds a first caption line per face (e.g. a track id) and
+    ``colour_ids`` picks each face's colour (default: its position)."""
     img = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
     draw = ImageDraw.Draw(img)
     side = max(img.size)
@@ -31,10 +34,10 @@ def draw_faces(image: np.ndarray, faces: Sequence) -> np.ndarray:
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     for i, face in enumerate(faces):
-        c = _COLOURS[i % len(_COLOURS)]
+        c = _COLOURS[(colour_ids[i] if colour_ids is not None else i) % len(_COLOURS)]
         x1, y1, x2, y2 = face.box.xyxy
         draw.rectangle([x1, y1, x2, y2], outline=c, width=width)
-        text = "\n".join(face_caption(face))
+        text = "\n".join(([labels[i]] if labels is not None else []) + face_caption(face))
         if not text:
             continue
         bb = draw.multiline_textbbox((0, 0), text, font=font)

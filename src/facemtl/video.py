@@ -319,30 +319,10 @@ def _frame_rows(frame: VideoFrame, source: str) -> list[dict[str, Any]]:
 
 def _draw_tracked(image: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
     """Boxes and captions as ``ImageResult.plot`` draws them, with the track id first and a colour per track."""
-    from PIL import Image, ImageDraw, ImageFont
+    from ._draw import draw_faces
 
-    from ._draw import _COLOURS, face_caption
-
-    img = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
-    draw = ImageDraw.Draw(img)
-    side = max(img.size)
-    width = max(2, side // 400)
-    try:
-        font = ImageFont.load_default(size=max(11, side // 70))
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    for t in faces:
-        c = _COLOURS[(t.track_id - 1) % len(_COLOURS)]
-        x1, y1, x2, y2 = t.face.box.xyxy
-        draw.rectangle([x1, y1, x2, y2], outline=c, width=width)
-        text = "\n".join([f"#{t.track_id}", *face_caption(t.face)])
-        bb = draw.multiline_textbbox((0, 0), text, font=font)
-        tw, th = bb[2] - bb[0] + 6, bb[3] - bb[1] + 6
-        ty = y2 + 2 if y2 + th + 2 < img.height else max(0, y1 - th - 2)
-        tx = min(max(0, x1), max(0, img.width - tw))
-        draw.rectangle([tx, ty, tx + tw, ty + th], fill=c)
-        draw.multiline_text((tx + 3, ty + 3), text, fill=(255, 255, 255), font=font)
-    return np.asarray(img)
+    return draw_faces(image, [t.face for t in faces], labels=[f"#{t.track_id}" for t in faces],
+                      colour_ids=[t.track_id - 1 for t in faces])
 
 
 def _open_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> Any:
