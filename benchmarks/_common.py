@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: machine header, thread setup, timing and plain tables."""
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -56,7 +57,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        if v != v:  # NaN
+        if math.isnan(v):
             return "-"
         a = abs(v)
         return f"{v:.0f}" if a >= 1000 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 0.1 else f"{v:.3f}"
@@ -81,3 +82,37 @@ def median(xs: Sequence[float]) -> float:
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class OtherLoad:
+    """Average CPU cores used by *other* processes between ``start()`` and ``stop()`` (Linux /proc).
+
+    The machine-wide busy time minus this process's own CPU time (all its threads), divided by the
+    wall time: 0 on a quiet machine, about 1 when another process keeps one core busy. A row measured
+    with a high value is not trustworthy on a 2-core machine.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = self._busy0 = self._self0 = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        try:
+            f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+            v = [int(x) for x in f]
+            # user nice system idle iowait irq softirq steal ...
+            return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+
+    def start(self) -> OtherLoad:
+        self._t0, self._busy0 = time.perf_counter(), self._busy()
+        t = os.times()
+        self._self0 = t.user + t.system
+        return self
+
+    def stop(self) -> float:
+        t = os.times()
+        wall = time.perf_counter() - self._t0
+        other = (self._busy() - self._busy0) - (t.user + t.system - self._self0)
+        return max(0.0, other / wall) if wall > 0 else float("nan")

@@ -26,14 +26,14 @@ import time
 
 import numpy as np
 import torch
+from _common import OtherLoad, count_params, median, print_load_end, setup, table, time_calls
 
-from _common import count_params, median, print_load_end, setup, table, time_calls
 from facemtl.data.transforms import AugmentConfig, augment_batch
 from facemtl.models import create_backbone, create_model, list_backbones
 from facemtl.tasks import get_task, list_tasks
 from facemtl.train.data import SourceData
-from facemtl.train.losses import MultiTaskLoss
 from facemtl.train.loop import _make_batch, _Sampler
+from facemtl.train.losses import MultiTaskLoss
 
 
 def random_targets(n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -149,11 +149,17 @@ def main() -> None:
     print(f"tasks: {', '.join(list_tasks())}; batch {args.batch}; train ~{args.train_seconds:.0f} s and "
           f"inference ~{args.infer_seconds:.0f} s per backbone and size; inference input "
           f"{'channels_last' if args.infer_channels_last else 'contiguous (as FaceAnalyzer)'}", flush=True)
-    rows = []
+    rows, failures = [], []
     for name in names:
-        sizes = args.sizes or [create_backbone(name).input_size]
+        try:
+            sizes = args.sizes or [create_backbone(name).input_size]
+        except Exception as exc:  # noqa: BLE001 - e.g. an unknown name or a missing timm
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            rows.append((name, "-", "FAILED", "see below", None, None, None, None, None, None))
+            continue
         for size in sizes:
             t_start, model = time.perf_counter(), None
+            other = OtherLoad().start()
             try:
                 model = create_model(name, input_size=size).eval()
                 params = count_params(model)
@@ -164,15 +170,19 @@ def main() -> None:
                     ips, steps = float("nan"), 0
                 else:
                     ips, steps = measure_training(model, size, args.batch, args.warmup, args.train_seconds)
-                rows.append((name, size, f"{params / 1e6:.2f} M", f"{bb / 1e6:.2f} M", b1, bN, 1e3 / bN, ips, steps))
+                rows.append((name, size, f"{params / 1e6:.2f} M", f"{bb / 1e6:.2f} M", b1, bN, 1e3 / bN, ips, steps,
+                             f"{other.stop():.2f}"))
             except Exception as exc:  # noqa: BLE001 - report the failure as a row and go on
-                msg = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:90]
-                rows.append((name, size, "FAILED", msg, None, None, None, None, None))
+                failures.append(f"{name} @ {size} px: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                rows.append((name, size, "FAILED", "see below", None, None, None, None, None, None))
             print(f"  done {name} @ {size} px in {time.perf_counter() - t_start:.0f} s", flush=True)
             del model
+    print("others' cores: CPU cores used by other processes during the row (0 = quiet machine)")
     table(["backbone", "size", "params", "backbone params", "ms/face b1", f"ms/face b{args.batch}",
-           f"faces/s b{args.batch}", "train img/s", "train steps"], rows,
+           f"faces/s b{args.batch}", "train img/s", "train steps", "others' cores"], rows,
           title=f"Backbones: four-task model (create_model(name)), batch {args.batch}")
+    for f in failures:
+        print("FAILED " + f)
     ok = [r for r in rows if r[2] != "FAILED" and r[0] == "lite0"]
     if ok:
         ref = ok[0]
@@ -188,9 +198,10 @@ def main() -> None:
         fer = random_source("fer2013", args.loader_n, 48, rng)
         lrows = []
         for label, srcs in (("utkface 112 px", [utk]), ("fer2013 48 px", [fer]), ("mixed 1:1", [utk, fer])):
+            other = OtherLoad().start()
             ips, k = measure_loader(srcs, args.loader_size, args.batch, args.loader_seconds)
-            lrows.append((label, f"{args.loader_size} px", ips, 1e3 * args.batch / ips, k))
-        table(["source", "output", "images/s", f"ms/batch of {args.batch}", "batches"], lrows,
+            lrows.append((label, f"{args.loader_size} px", ips, 1e3 * args.batch / ips, k, f"{other.stop():.2f}"))
+        table(["source", "output", "images/s", f"ms/batch of {args.batch}", "batches", "others' cores"], lrows,
               title="Data loader alone: _make_batch (index in-memory uint8 + augment_batch), no model")
     print_load_end()
 

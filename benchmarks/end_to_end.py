@@ -7,7 +7,9 @@ Printed per detector and set: images/s and faces/s (wall clock of the whole ``an
 files read from disk inside it), faces found, images with no face, failed items, and the mean of
 each result's ``timings_ms`` (load, detect, crop, predict) per image. Loading and detection run in
 ``--workers`` threads ahead of the batched forward pass, so the stage times overlap and their sum
-can exceed the wall time per image. One untimed image warms each analyzer up first.
+can exceed the wall time per image. "predict" includes flip test-time augmentation when
+``AnalyzerOptions.flip_tta`` is on (the title says which; ``--flip-tta on|off`` overrides). One
+untimed image warms each analyzer up first.
 
 Each detector runs in a child process, so a detector that crashes the interpreter (e.g. one that is
 not thread-safe when ``analyze_many`` calls it from two threads) is reported instead of ending the
@@ -27,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DATA, print_load_end, setup, table
+from _common import DATA, OtherLoad, print_load_end, setup, table
 
 STAGES = ("load", "detect", "crop", "predict")
 RESULT = "@@RESULT "
@@ -57,9 +59,11 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     name = args.child
     try:
-        analyzer = FaceAnalyzer.from_checkpoint(args.checkpoint, detector=name, threads=args.threads,
-                                                batch_size=args.batch_size)
-    except (MissingDependencyError, FacemtlError) as exc:
+        opts = {"batch_size": args.batch_size}
+        if args.flip_tta != "default":
+            opts["flip_tta"] = args.flip_tta == "on"
+        analyzer = FaceAnalyzer.from_checkpoint(args.checkpoint, detector=name, threads=args.threads, **opts)
+    except (MissingDependencyError, FacemtlError, TypeError) as exc:
         kind = "optional package missing" if isinstance(exc, MissingDependencyError) else type(exc).__name__
         print(RESULT + json.dumps({"skipped": f"{kind}: {exc}"}), flush=True)
         return
@@ -67,25 +71,27 @@ def child(args: argparse.Namespace) -> None:
     list(analyzer.analyze_many([sets[0][1][0]], workers=1))  # warm-up: first calls allocate
     rows = []
     for label, paths in sets:
-        t0 = time.perf_counter()
+        t0, other = time.perf_counter(), OtherLoad().start()
         results = list(analyzer.analyze_many(paths, workers=args.workers))
         wall = time.perf_counter() - t0
+        others = other.stop()
         ok = [r for r in results if not isinstance(r, ItemError)]
         stage = {s: statistics.mean(r.timings_ms.get(s, 0.0) for r in ok) if ok else float("nan") for s in STAGES}
         rows.append({"set": label, "n": len(paths), "wall": wall, "faces": sum(len(r.faces) for r in ok),
-                     "no_face": sum(1 for r in ok if not r.faces), "errors": len(results) - len(ok), **stage})
+                     "no_face": sum(1 for r in ok if not r.faces), "errors": len(results) - len(ok), "others": others, **stage})
         print(f"  done {name} on {label} in {wall:.1f} s", file=sys.stderr, flush=True)
-    print(RESULT + json.dumps({"rows": rows, "model": f"{analyzer.info.get('backbone')} @ {analyzer.input_size} px"}),
+    model = f"{analyzer.info.get('backbone')} @ {analyzer.input_size} px"
+    print(RESULT + json.dumps({"rows": rows, "model": model, "flip_tta": getattr(analyzer.options, "flip_tta", None)}),
           flush=True)
 
 
 def run_child(args: argparse.Namespace, name: str, workers: int) -> tuple[dict | None, str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--workers", str(workers),
            "--data", str(args.data), "--utk-n", str(args.utk_n), "--seed", str(args.seed),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+           "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--flip-tta", args.flip_tta]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in proc.stderr.splitlines():
         if line.startswith("  done "):
             print(line, flush=True)
@@ -111,6 +117,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled default model)")
     ap.add_argument("--batch-size", type=int, default=32, help="AnalyzerOptions.batch_size (faces per forward pass)")
     ap.add_argument("--workers", type=int, default=2, help="analyze_many loading/detection threads")
+    ap.add_argument("--flip-tta", choices=("default", "on", "off"), default="default",
+                    help="AnalyzerOptions.flip_tta (default: the analyzer's own default)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -129,7 +137,7 @@ def main() -> None:
     from facemtl.detect import list_detectors
 
     names = args.detectors.split(",") if args.detectors else [d for d in list_detectors() if d != "none"]
-    rows, notes, model = [], [], ""
+    rows, notes, model, tta = [], [], "", None
     for name in names:
         res, why = run_child(args, name, args.workers)
         tag = name
@@ -146,13 +154,14 @@ def main() -> None:
             notes.append(f"{name}: skipped, {res['skipped']}")
             print("  " + notes[-1], flush=True)
             continue
-        model = res["model"]
+        model, tta = res["model"], res.get("flip_tta")
         for r in res["rows"]:
             rows.append((tag, r["set"], r["n"], r["n"] / r["wall"], r["faces"] / r["wall"], r["faces"], r["no_face"],
-                         r["errors"], 1e3 * r["wall"] / r["n"], *(r[s] for s in STAGES)))
+                         r["errors"], 1e3 * r["wall"] / r["n"], *(r[s] for s in STAGES), f"{r['others']:.2f}"))
+    print("others' cores: CPU cores used by other processes during the run (0 = quiet machine)")
     table(["detector", "images", "n", "images/s", "faces/s", "faces", "no face", "errors", "wall ms/img",
-           "load ms", "detect ms", "crop ms", "predict ms"], rows,
-          title=f"End to end: FaceAnalyzer.analyze_many, model {model}, batch {args.batch_size}, "
+           "load ms", "detect ms", "crop ms", "predict ms", "others' cores"], rows,
+          title=f"End to end: FaceAnalyzer.analyze_many, model {model}, flip TTA {tta}, batch {args.batch_size}, "
                 f"{args.workers} worker thread(s); stage columns = mean timings_ms per image")
     for n in notes:
         print(n)

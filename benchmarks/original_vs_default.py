@@ -5,8 +5,9 @@ Both models are built in the same process: the original as
 weights: only its cost is measured), the default from ``facemtl.weights.default_checkpoint_path()``
 through ``load_checkpoint``. Printed: parameter counts, per-face inference latency at batch 1 and
 batch N (median of the timed runs after warm-up, eval mode, ``torch.inference_mode``, float input
-at each model's own input size, contiguous as ``FaceAnalyzer`` feeds it), the speed ratio
-original/default, and the on-disk size of the default weights file next to the serialized size of
+at each model's own input size), the speed ratio original/default (bare forward passes), the
+default model's cost with flip test-time augmentation as ``FaceAnalyzer`` runs it when
+``AnalyzerOptions.flip_tta`` is on (each face also mirrored), and the on-disk size of the default weights file next to the serialized size of
 the original's weights. The runs alternate between the two models (original, default, original,
 ...) so that CPU frequency drift and background load affect both alike.
 
@@ -17,25 +18,26 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from collections.abc import Callable
 
 import torch
+from _common import OtherLoad, count_params, median, print_load_end, setup, table
 
-from _common import count_params, median, print_load_end, setup, table
 from facemtl.models import create_model, load_checkpoint
 from facemtl.weights import default_checkpoint_path
 
 
-def interleaved(models: list[tuple[torch.nn.Module, torch.Tensor]], warmup: int, runs: int) -> list[list[float]]:
-    """Alternate one call per model per round; return each model's call times in seconds."""
-    times: list[list[float]] = [[] for _ in models]
+def interleaved(calls: list[Callable[[], object]], warmup: int, runs: int) -> list[list[float]]:
+    """Alternate one call of each in turn per round; return each one's call times in seconds."""
+    times: list[list[float]] = [[] for _ in calls]
     with torch.inference_mode():
         for _ in range(warmup):
-            for m, x in models:
-                m(x)
+            for f in calls:
+                f()
         for _ in range(runs):
-            for k, (m, x) in enumerate(models):
+            for k, f in enumerate(calls):
                 t = time.perf_counter()
-                m(x)
+                f()
                 times[k].append(time.perf_counter() - t)
     return times
 
@@ -54,6 +56,8 @@ def main() -> None:
     ap.add_argument("--runs-batch", type=int, default=7, help="timed large-batch runs per model")
     ap.add_argument("--batch", type=int, default=32, help="the larger batch size")
     ap.add_argument("--warmup", type=int, default=3, help="untimed calls per model before each measurement")
+    ap.add_argument("--no-flip-tta", action="store_true",
+                    help="leave out the default model with flip TTA (what FaceAnalyzer runs by default)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     args = ap.parse_args()
     setup(args.threads)
@@ -75,19 +79,31 @@ def main() -> None:
         rows.append((label, f"{total / 1e6:.2f} M", f"{bb / 1e6:.2f} M", f"{(total - bb) / 1e6:.2f} M"))
     table(["model", "params", "backbone", "shared + heads"], rows, title="Parameters")
 
+    # FaceAnalyzer runs model.predict(x, flip_tta=AnalyzerOptions.flip_tta): with flip TTA on, each face is also
+    # run mirrored, so the analyzer's per-face cost is that third column, not the bare forward pass.
+    tta = hasattr(default, "predict") and not args.no_flip_tta
     lat = {}
     for batch, runs in ((1, args.runs), (args.batch, args.runs_batch)):
-        pair = [(orig, torch.rand(batch, 3, s_orig, s_orig)), (default, torch.rand(batch, 3, s_def, s_def))]
-        t0 = time.perf_counter()
-        t_orig, t_def = interleaved(pair, args.warmup, runs)
+        xo, xd = torch.rand(batch, 3, s_orig, s_orig), torch.rand(batch, 3, s_def, s_def)
+        calls = [lambda xo=xo: orig(xo), lambda xd=xd: default(xd)]
+        if tta:
+            calls.append(lambda xd=xd: default.predict(xd, flip_tta=True))
+        t0, other = time.perf_counter(), OtherLoad().start()
+        times = interleaved(calls, args.warmup, runs)
         print(f"  batch {batch}: {runs} interleaved runs per model in {time.perf_counter() - t0:.0f} s", flush=True)
-        lat[batch] = (median(t_orig) * 1e3 / batch, median(t_def) * 1e3 / batch,
-                      min(t_orig) * 1e3 / batch, min(t_def) * 1e3 / batch)
+        lat[batch] = ([median(t) * 1e3 / batch for t in times], [min(t) * 1e3 / batch for t in times], other.stop())
     rows = []
-    for batch, (o, d, omin, dmin) in lat.items():
-        rows.append((f"batch {batch}", o, d, f"{o / d:.1f}x", omin, dmin, f"{omin / dmin:.1f}x"))
-    table(["per-face latency", "original ms", "default ms", "original/default", "original min ms",
-           "default min ms", "ratio of mins"], rows,
+    for batch, (med, mins, oth) in lat.items():
+        o, d = med[0], med[1]
+        row = [f"batch {batch}", o, d, f"{o / d:.1f}x", mins[0], mins[1], f"{mins[0] / mins[1]:.1f}x"]
+        if tta:
+            row += [med[2], f"{o / med[2]:.1f}x"]
+        rows.append((*row, f"{oth:.2f}"))
+    head = ["per-face latency", "original ms", "default ms", "original/default", "original min ms",
+            "default min ms", "ratio of mins"]
+    if tta:
+        head += ["default+flip TTA ms", "original/(default+TTA)"]
+    table(head + ["others' cores"], rows,
           title=f"Inference latency per face (median of interleaved runs; {args.threads} thread(s))")
 
     disk = path.stat().st_size / 1e6

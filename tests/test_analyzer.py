@@ -236,3 +236,16 @@ def test_predict_crops_on_real_utkface(default_analyzer):
     ages = np.array([float(n.split("_")[0]) for n in names])
     mae = np.mean(np.abs(np.array([p["age"].value for p in preds]) - ages))
     assert mae < 15
+
+
+@needs_data
+@pytest.mark.parametrize("detector", ["haar", "retinaface"])
+def test_analyze_many_with_threads_is_safe_for_every_detector(detector):
+    """Decoding runs in worker threads; detectors that are not thread-safe (OpenCV's cascade) must not crash."""
+    from facemtl.analyzer import FaceAnalyzer
+
+    analyzer = FaceAnalyzer.from_checkpoint(detector=detector, flip_tta=False)
+    files = sorted(str(p) for p in WILD.glob("*.jpg"))[:8] * 2
+    results = list(analyzer.analyze_many(files, errors="raise", workers=4))
+    assert [r.source for r in results] == files
+    assert sum(len(r) for r in results) > 0

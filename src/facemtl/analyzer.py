@@ -1,6 +1,7 @@
 """FaceAnalyzer: load image -> detect -> canonical crop -> batched forward pass -> typed results."""
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,7 @@ class FaceAnalyzer:
         self.tasks = tuple(t for t in model.tasks if tasks is None or t.name in tasks)
         self.options = options or AnalyzerOptions()
         self.info = info or {}
+        self._detect_lock = threading.Lock()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, detector: str | FaceDetector | None = None,
@@ -177,7 +179,10 @@ class FaceAnalyzer:
         except FacemtlError as exc:
             return name, None, [], [], {}, exc
         t1 = time.perf_counter()
-        dets = self._select(self.detector.detect(image))
+        # Detectors are not thread-safe (OpenCV's cascade segfaults, LiteRT's interpreter refuses concurrent
+        # calls): decoding runs ahead in threads, detection one image at a time.
+        with self._detect_lock:
+            dets = self._select(self.detector.detect(image))
         t2 = time.perf_counter()
         crops = [crop_face(image, d.box.xyxy, np.asarray(d.landmarks) if d.landmarks else None, self.input_size,
                            self.geometry) for d in dets]
