@@ -59,6 +59,9 @@ def main() -> None:
     ap.add_argument("--no-flip-tta", action="store_true",
                     help="leave out the default model with flip TTA (what FaceAnalyzer runs by default)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--onnx-int8", metavar="CALIB_DIR",
+                    help="also export the default model to ONNX, quantize it to int8 (calibrated on face crops from "
+                         "this folder, e.g. ../shared/data/utkface) and time it on ONNX Runtime in the same rounds")
     args = ap.parse_args()
     setup(args.threads)
     torch.manual_seed(0)
@@ -82,12 +85,27 @@ def main() -> None:
     # FaceAnalyzer runs model.predict(x, flip_tta=AnalyzerOptions.flip_tta): with flip TTA on, each face is also
     # run mirrored, so the analyzer's per-face cost is that third column, not the bare forward pass.
     tta = hasattr(default, "predict") and not args.no_flip_tta
+    ort_model = None
+    if args.onnx_int8:
+        import tempfile
+        from pathlib import Path
+
+        from facemtl.export.onnx import export_onnx
+        from facemtl.export.quantize import quantize_int8
+        from facemtl.export.runtime import OnnxModel
+
+        tmp = Path(tempfile.mkdtemp())
+        export_onnx(path, tmp / "default.onnx")
+        quantize_int8(tmp / "default.onnx", tmp / "default.int8.onnx", calibration=args.onnx_int8)
+        ort_model = OnnxModel(tmp / "default.int8.onnx", threads=args.threads)
     lat = {}
     for batch, runs in ((1, args.runs), (args.batch, args.runs_batch)):
         xo, xd = torch.rand(batch, 3, s_orig, s_orig), torch.rand(batch, 3, s_def, s_def)
         calls = [lambda xo=xo: orig(xo), lambda xd=xd: default(xd)]
         if tta:
             calls.append(lambda xd=xd: default.predict(xd, flip_tta=True))
+        if ort_model is not None:
+            calls.append(lambda xd=xd: ort_model.predict(xd))
         t0, other = time.perf_counter(), OtherLoad().start()
         times = interleaved(calls, args.warmup, runs)
         print(f"  batch {batch}: {runs} interleaved runs per model in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -98,11 +116,15 @@ def main() -> None:
         row = [f"batch {batch}", o, d, f"{o / d:.1f}x", mins[0], mins[1], f"{mins[0] / mins[1]:.1f}x"]
         if tta:
             row += [med[2], f"{o / med[2]:.1f}x"]
+        if ort_model is not None:
+            row += [med[-1], f"{o / med[-1]:.1f}x"]
         rows.append((*row, f"{oth:.2f}"))
     head = ["per-face latency", "original ms", "default ms", "original/default", "original min ms",
             "default min ms", "ratio of mins"]
     if tta:
         head += ["default+flip TTA ms", "original/(default+TTA)"]
+    if ort_model is not None:
+        head += ["default ORT int8 ms", "original/ORT int8"]
     table(head + ["others' cores"], rows,
           title=f"Inference latency per face (median of interleaved runs; {args.threads} thread(s))")
 
