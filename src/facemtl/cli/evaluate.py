@@ -1,5 +1,5 @@
 """facemtl evaluate --model CKPT [--utkface DIR] [--fer2013 DIR_OR_CSV] [--manifest CSV] [--split val|all]
-[--json OUT] : every metric per task, MAE per age band, confusion matrices, per-group fairness table."""
+[--json OUT] [--report DIR] : every metric per task, MAE per age band, confusion matrices, per-group fairness table."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="val: the checkpoint's seeded validation split and FER2013 PublicTest; all: every labelled "
                         "image given (a separate test set) (default: val)")
     p.add_argument("--json", metavar="OUT", help="also write the full report as JSON to this file")
+    p.add_argument("--report", metavar="DIR", help="also write an HTML report (index.html with charts, tables and a "
+                                                    "prediction gallery) plus report.json and CSVs into this folder")
     p.set_defaults(func=run)
 
 
@@ -49,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.metrics import format_metrics
 
     cfg = config_from_args(EvaluateConfig, args)
+    if getattr(args, "report", None):
+        cfg.keep_samples = True  # the report's scatter plot, error histogram and gallery need per-image data
     report = evaluate(cfg)
+    samples = report.pop("samples", None) if not getattr(args, "keep_samples", False) else report.get("samples")
     d = report["data"]
     print(f"model: {report['model']['checkpoint']}")
     print(f"data: split={d['split']} images={d['n_images']} {json.dumps(d['by_source'])}; skipped: "
@@ -61,4 +66,9 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))
         print(f"\nfull report written to {args.json}", file=sys.stderr)
+    if getattr(args, "report", None):
+        from ..evaluate.report import write_report
+
+        index = write_report(report, args.report, samples=samples)
+        print(index)
     return 0

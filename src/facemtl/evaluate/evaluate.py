@@ -34,6 +34,8 @@ class EvaluateConfig:
         split: "val" (the seeded split the checkpoint was trained with, FER2013 PublicTest), "test", "train",
             or "all" (every labelled image given: for a separate test set).
         seed, val_fraction: the split's parameters; None: taken from the checkpoint's training config.
+        keep_samples: also return ``report["samples"]``: one dict per image with its path, true and predicted
+            labels and the class probabilities (for the HTML report's plots and gallery); off by default.
     """
 
     model: str | None = None
@@ -50,6 +52,7 @@ class EvaluateConfig:
     bootstrap: int = 200
     threads: int | None = None
     flip_tta: bool = True
+    keep_samples: bool = False
 
     def __post_init__(self) -> None:
         from ..errors import unknown_name
@@ -121,9 +124,12 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     targets = {t.name: np.array([r.target_indices()[t.name] for r in ok], dtype=np.float64) for t in specs}
     metrics: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
+    all_probs: dict[str, np.ndarray] = {}
     for spec in specs:
         values, probs = spec.decode_raw(torch.cat(raw[spec.name]))
         preds[spec.name] = values.numpy()
+        if cfg.keep_samples and probs is not None and spec.kind == "classification":
+            all_probs[spec.name] = probs.numpy()
         y = targets[spec.name]
         metrics[spec.name] = compute_task_metrics(
             spec, y, preds[spec.name], probs.numpy() if (probs is not None and spec.kind == "classification") else None)
@@ -131,7 +137,7 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
             metrics[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
     fair_records = build_records(targets, preds, tasks=[s.name for s in specs])
     fairness = fairness_report(fair_records, min_count=cfg.fairness_min_count, n_boot=cfg.bootstrap)
-    return {
+    out: dict[str, Any] = {
         "model": {"checkpoint": str(path), **meta.get("model_config", {})},
         "data": {"split": cfg.split, "seed": seed, "val_fraction": vf, "n_images": len(ok),
                  "by_source": dict(Counter(f"{r.source}/{r.split}" for r in ok)),
@@ -140,3 +146,23 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         "metrics": metrics,
         "fairness": fairness,
     }
+    if cfg.keep_samples:
+        out["samples"] = _samples(ok, specs, fair_records, all_probs)
+    return out
+
+
+def _samples(ok: list[Record], specs: list, fair_records: list[dict[str, Any]],
+             all_probs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Per-image true/predicted labels (names or years) and class probabilities, JSON-ready."""
+    def num(v: Any) -> Any:
+        return round(float(v), 2) if isinstance(v, (float, np.floating)) else v
+
+    out = []
+    for i, (r, fr) in enumerate(zip(ok, fair_records)):
+        out.append({
+            "path": r.path, "source": r.source,
+            "true": {s.name: num(fr.get(s.name)) for s in specs},
+            "pred": {k: num(v) for k, v in fr.get("pred", {}).items()},
+            "probs": {k: [round(float(x), 4) for x in p[i]] for k, p in all_probs.items()},
+        })
+    return out

@@ -1,0 +1,468 @@
+"""The HTTP service: ``create_app(analyzer)`` -> a FastAPI app with /predict, /predict/batch, /explain and a page.
+
+Responses use the Python schema (``ImageResult.to_dict()``). Every error is JSON ``{"error": "..."}``:
+400 unreadable/empty image, 413 too large (bytes or pixels), 415 not an image content type, 422 missing field,
+bad base64 or unknown name, 503 overloaded (with ``Retry-After``). Inference runs on one worker thread that
+batches images of concurrent requests (see :mod:`facemtl.serve._worker`).
+
+Note: no ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at runtime, and
+FastAPI itself is imported inside :func:`create_app` (an optional dependency).
+"""
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import json
+import logging
+import threading
+import time
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .._optional import require
+from ..analyzer import ItemError
+from ..errors import FacemtlError, InvalidInputError, UnknownNameError
+from ..image import load_image
+from ._worker import InferenceWorker
+
+__all__ = ["ServeError", "create_app"]
+
+log = logging.getLogger(__name__)
+
+# Content types accepted as an image file; others get 415. Empty = the client did not say (decode and see).
+_IMAGE_TYPES_OK = ("", "application/octet-stream")
+_JSON_SLACK = 64 * 1024  # JSON framing around the base64 text
+
+
+class ServeError(Exception):
+    """An HTTP error with a status and a message; rendered as ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def _status_for(exc: Exception) -> int:
+    if isinstance(exc, UnknownNameError):
+        return 422
+    if isinstance(exc, InvalidInputError):
+        return 400
+    return 400 if isinstance(exc, FacemtlError) else 500
+
+
+def _decode_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Bytes -> RGB array; raises ServeError 400 (unreadable/empty) or 413 (bytes or pixels over the limit)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ServeError(400, f"{name}: empty upload: no image data")
+    if len(data) > max_bytes:
+        raise ServeError(413, f"{name}: {_mb(len(data))} is above the upload limit of {_mb(max_bytes)}")
+    try:  # the header alone gives the size: refuse huge images before decoding them
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ServeError(400, f"{name}: not a readable image (JPEG, PNG, WebP, BMP, TIFF, GIF...)") from None
+    except Image.DecompressionBombError:
+        raise ServeError(413, f"{name}: image has too many pixels") from None
+    if w * h > max_pixels:
+        raise ServeError(413, f"{name}: {w}x{h} = {w * h / 1e6:.1f} megapixels is above the limit of "
+                         f"{max_pixels / 1e6:.1f}; downscale it")
+    try:
+        return load_image(data, max_pixels=None)
+    except InvalidInputError as exc:
+        raise ServeError(400, f"{name}: {str(exc).replace('<bytes>', 'upload')}") from None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.2f} MB"
+
+
+def _b64(text: Any, field: str) -> bytes:
+    if not isinstance(text, str):
+        raise ServeError(422, f"{field} must be a base64 string, got {type(text).__name__}")
+    if text.startswith("data:") and "," in text:  # a data URL, as FileReader.readAsDataURL gives
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ServeError(422, f"{field} is not valid base64: {exc}") from None
+
+
+def model_info(analyzer: Any) -> dict[str, Any]:
+    """What /info reports: version, backbone, input size, detector, tasks with their labels."""
+    from ..tasks import AGE_GROUPS
+
+    info = dict(getattr(analyzer, "info", {}) or {})
+    model = analyzer.model
+    tasks = []
+    for spec in analyzer.tasks:
+        t: dict[str, Any] = {"name": spec.name, "kind": spec.kind}
+        if spec.kind == "classification":
+            t["labels"] = list(spec.labels)
+        else:
+            t["value_range"] = list(spec.value_range) if spec.value_range else None
+            if spec.name == "age":
+                t["labels"] = [name for name, _lo in AGE_GROUPS]  # the age group names in `label`
+        tasks.append(t)
+    det = analyzer.detector
+    return {
+        "facemtl_version": __version__,
+        "backbone": getattr(model, "backbone_name", None) or info.get("backbone"),
+        "input_size": analyzer.input_size,
+        "detector": getattr(det, "name", type(det).__name__),
+        "tasks": tasks,
+        "checkpoint": info.get("checkpoint"),
+        "flip_tta": analyzer.options.flip_tta,
+        "explain": _explainable(analyzer),
+    }
+
+
+def _explainable(analyzer: Any) -> bool:
+    import torch
+
+    model = analyzer.model
+    return isinstance(model, torch.nn.Module) and bool(getattr(model, "cam_layer", None))
+
+
+_PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "application/json": {"schema": {"type": "object", "required": ["image_base64"],
+                                        "properties": {"image_base64": {"type": "string"},
+                                                       "name": {"type": "string"}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_BATCH_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "application/json": {"schema": {"type": "object", "required": ["images_base64"], "properties": {
+            "images_base64": {"type": "array", "items": {"type": "string"}},
+            "names": {"type": "array", "items": {"type": "string"}}}}},
+    },
+}
+_EXPLAIN_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary"}, "face": {"type": "integer", "default": 0},
+            "tasks": {"type": "string", "description": "comma-separated; default: all"}}}},
+        "application/json": {"schema": {"type": "object", "required": ["image_base64"], "properties": {
+            "image_base64": {"type": "string"}, "face": {"type": "integer", "default": 0},
+            "tasks": {"type": "string"}}}},
+    },
+}
+_ERR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+_ERRORS = {str(s): {"description": d, **_ERR} for s, d in (
+    (400, "unreadable, truncated or empty image"), (413, "upload or image too large"),
+    (415, "not an image content type"), (422, "missing field, bad base64 or unknown name"),
+    (503, "overloaded; retry after Retry-After seconds"))}
+
+
+def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_000_000, max_batch: int = 16,
+               max_concurrency: int = 4) -> Any:
+    """Build the FastAPI app serving ``analyzer``.
+
+    Args:
+        analyzer: a :class:`~facemtl.analyzer.FaceAnalyzer`.
+        max_upload_mb: largest accepted image file, in megabytes (base64 counts its decoded size).
+        max_pixels: largest accepted image, in pixels (checked from the header, before decoding).
+        max_batch: most images per /predict/batch request, and per forward-pass group across requests.
+        max_concurrency: requests processed or waiting at once; more get 503 with ``Retry-After``.
+
+    Returns:
+        A FastAPI application: ``GET /`` (page), ``/health``, ``/info``, ``POST /predict``,
+        ``/predict/batch``, ``/explain``; OpenAPI at ``/docs`` and ``/openapi.json``.
+
+    Raises:
+        MissingDependencyError: FastAPI (or python-multipart) is not installed: ``pip install "facemtl[serve]"``.
+
+    Example:
+        >>> app = create_app(FaceAnalyzer.from_checkpoint(), max_upload_mb=10)
+        >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)
+    """
+    fastapi = require("fastapi", extra="serve")
+    require("multipart", extra="serve", package="python-multipart")
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    if max_upload_mb <= 0 or max_pixels <= 0 or max_batch < 1 or max_concurrency < 1:
+        raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive, got "
+                         f"{max_upload_mb}, {max_pixels}, {max_batch}, {max_concurrency}")
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    worker = InferenceWorker(analyzer, max_batch=max_batch)
+    state = {"active": 0, "served": 0, "rejected": 0}
+    state_lock = threading.Lock()
+    info = model_info(analyzer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any):  # pragma: no cover - runs under uvicorn
+        yield
+        worker.stop()
+
+    app = FastAPI(title="facemtl", version=__version__, lifespan=lifespan,
+                  description="Face attributes (age, gender, emotion, ethnicity) for every face in a photo. "
+                  "Results use the same schema as `ImageResult.to_dict()` in Python and `facemtl predict --json`.")
+    app.state.worker = worker
+    app.state.limits = {"max_upload_mb": max_upload_mb, "max_pixels": max_pixels, "max_batch": max_batch,
+                        "max_concurrency": max_concurrency}
+
+    # -- errors: always {"error": "..."} -------------------------------------------------------------
+    @app.exception_handler(ServeError)
+    async def _serve_error(_req: Request, exc: ServeError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(FacemtlError)
+    async def _facemtl_error(_req: Request, exc: FacemtlError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=_status_for(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "; ".join(str(e.get("msg")) for e in exc.errors())}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug, logged
+        log.exception("unexpected error")
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    # -- request reading ----------------------------------------------------------------------------
+    class _Slot:
+        """Counts the requests in work; beyond max_concurrency, 503 at once instead of an ever longer queue."""
+
+        def __enter__(self) -> "_Slot":  # noqa: PYI034 - a local helper class
+            with state_lock:
+                if state["active"] >= max_concurrency:
+                    state["rejected"] += 1
+                    raise ServeError(503, f"server busy: {max_concurrency} request(s) already in work; retry "
+                                     "shortly", headers={"Retry-After": "1"})
+                state["active"] += 1
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            with state_lock:
+                state["active"] -= 1
+                state["served"] += 1
+
+    async def read_body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ServeError(413, f"request body of {_mb(int(declared))} is above the limit ({max_upload_mb:g} MB "
+                             "per image)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ServeError(413, f"request body is above the limit ({max_upload_mb:g} MB per image)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def replay(request: Request, body: bytes) -> Request:
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return Request(request.scope, receive)
+
+    def media_type(request: Request) -> str:
+        return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def check_part_type(ctype: str | None, name: str) -> None:
+        ctype = (ctype or "").split(";")[0].strip().lower()
+        if not (ctype in _IMAGE_TYPES_OK or ctype.startswith("image/")):
+            raise ServeError(415, f"{name}: content type {ctype!r} is not an image; send image/jpeg, image/png...")
+
+    async def parse_json(body: bytes) -> Any:
+        if not body:
+            raise ServeError(400, "empty request body: send a multipart file or a JSON object")
+        try:
+            obj = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ServeError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ServeError(422, f"JSON body must be an object, got {type(obj).__name__}")
+        return obj
+
+    async def read_images(request: Request, many: bool) -> tuple[list[tuple[str, Any]], dict]:
+        """-> [(name, bytes | ServeError)], extra fields. Single mode raises instead of recording errors."""
+        per_item = max_bytes * 4 // 3 + 16  # base64 inflates by 4/3
+        limit = (max_batch if many else 1) * (per_item if media_type(request) == "application/json"
+                                              else max_bytes) + _JSON_SLACK
+        body = await read_body(request, limit)
+        mtype = media_type(request)
+        field = "files" if many else "file"
+        if mtype == "multipart/form-data":
+            if not body:
+                raise ServeError(400, "empty request body: no multipart data")
+            try:
+                form = await replay(request, body).form(max_files=max_batch + 1, max_fields=100)
+            except Exception as exc:  # noqa: BLE001 - python-multipart and Starlette raise several kinds
+                raise ServeError(400, f"malformed multipart body: {exc}") from None
+            uploads = [u for u in form.getlist(field) if hasattr(u, "read")]
+            if not uploads:
+                raise ServeError(422, f"missing form field {field!r}: upload the image(s) as {field}=@photo.jpg")
+            extra = {k: v for k, v in form.items() if isinstance(v, str)}
+            items: list[tuple[str, Any]] = []
+            for i, up in enumerate(uploads):
+                name = up.filename or f"{field}[{i}]"
+                try:
+                    check_part_type(up.content_type, name)
+                    items.append((name, await up.read()))
+                except ServeError as exc:
+                    if not many:
+                        raise
+                    items.append((name, exc))
+            return items, extra
+        if mtype == "application/json":
+            obj = await parse_json(body)
+            key = "images_base64" if many else "image_base64"
+            if key not in obj:
+                raise ServeError(422, f"missing JSON field {key!r}" + (" (a list of base64 strings)" if many else
+                                                                       " (the image file as base64)"))
+            extra = {k: v for k, v in obj.items() if k not in (key, "names")}
+            if not many:
+                return [(str(obj.get("name") or "<base64>"), _b64(obj[key], key))], extra
+            values = obj[key]
+            if not isinstance(values, list):
+                raise ServeError(422, f"{key} must be a list of base64 strings, got {type(values).__name__}")
+            names = obj.get("names") if isinstance(obj.get("names"), list) else []
+            out: list[tuple[str, Any]] = []
+            for i, v in enumerate(values):
+                name = str(names[i]) if i < len(names) else f"{key}[{i}]"
+                try:
+                    out.append((name, _b64(v, f"{key}[{i}]")))
+                except ServeError as exc:
+                    out.append((name, exc))
+            return out, extra
+        if not many and (mtype.startswith("image/") or mtype == "application/octet-stream"):
+            return [("<upload>", body)], {}
+        if not body and not mtype:
+            raise ServeError(400, "empty request body: send a multipart file or a JSON object")
+        raise ServeError(415, f"unsupported content type {mtype or '(none)'!r}; send multipart/form-data (field "
+                         f"{field!r}), application/json ({'images_base64' if many else 'image_base64'})"
+                         + ("" if many else " or an image/* body"))
+
+    async def analyze(items: list[tuple[str, np.ndarray]], load_ms: list[float]) -> list:
+        futures = worker.submit_images(items)
+        out = []
+        for f, ms in zip(futures, load_ms):
+            res = await asyncio.wrap_future(f)
+            if not isinstance(res, ItemError):  # the image was decoded here, not in the analyzer
+                res = replace(res, timings_ms={**res.timings_ms, "load": ms})
+            out.append(res)
+        return out
+
+    def decode_timed(data: bytes, name: str) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        arr = _decode_image(data, name, max_bytes, max_pixels)
+        return arr, (time.perf_counter() - t0) * 1e3
+
+    # -- endpoints ----------------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(resources.files(__package__).joinpath("static/index.html").read_text("utf-8"))
+
+    @app.get("/health", summary="Liveness and counters")
+    def health() -> dict:
+        with state_lock:
+            counters = dict(state)
+        return {"status": "ok", **counters, "batches_run": worker.batches_run, "images_done": worker.images_done}
+
+    @app.get("/info", summary="Model, tasks with labels, detector and limits")
+    def get_info() -> dict:
+        return {**info, "limits": app.state.limits}
+
+    @app.post("/predict", summary="Every face in one image", openapi_extra={"requestBody": _PREDICT_BODY},
+              responses=_ERRORS)
+    async def predict(request: Request) -> JSONResponse:
+        with _Slot():
+            (name, data), = (await read_images(request, many=False))[0]
+            arr, load_ms = await run_in_threadpool(decode_timed, data, name)
+            (res,) = await analyze([(name, arr)], [load_ms])
+        if isinstance(res, ItemError):
+            raise ServeError(400, f"{res.source}: {res.error}")
+        return JSONResponse(res.to_dict())
+
+    @app.post("/predict/batch", summary="Every face in several images; per-image errors are recorded",
+              openapi_extra={"requestBody": _BATCH_BODY}, responses=_ERRORS)
+    async def predict_batch(request: Request) -> JSONResponse:
+        with _Slot():
+            items, _extra = await read_images(request, many=True)
+            if not items:
+                raise ServeError(422, "no images in the request")
+            if len(items) > max_batch:
+                raise ServeError(413, f"{len(items)} images in one request; the limit is {max_batch}")
+
+            def decode_all() -> list:
+                out = []
+                for name, data in items:
+                    try:
+                        out.append(data if isinstance(data, ServeError) else decode_timed(data, name))
+                    except ServeError as exc:
+                        out.append(exc)
+                return out
+
+            decoded = await run_in_threadpool(decode_all)
+            good = [(name, d) for (name, _d), d in zip(items, decoded) if not isinstance(d, ServeError)]
+            results = iter(await analyze([(n, d[0]) for n, d in good], [d[1] for _n, d in good])) if good else iter(())
+        out = []
+        for (name, _d), arr in zip(items, decoded):
+            res = {"source": name, "error": arr.message} if isinstance(arr, ServeError) else next(results)
+            if isinstance(res, ItemError):
+                res = {"source": res.source, "error": res.error}
+            out.append(res if isinstance(res, dict) else res.to_dict())
+        return JSONResponse(out)
+
+    @app.post("/explain", summary="Grad-CAM panel (PNG) for one face", openapi_extra={"requestBody": _EXPLAIN_BODY},
+              responses={"200": {"content": {"image/png": {}}, "description": "the panel"}, **_ERRORS})
+    async def explain(request: Request) -> Response:
+        if not _explainable(analyzer):
+            raise ServeError(422, "this model cannot be explained (Grad-CAM needs a PyTorch checkpoint, not ONNX)")
+        with _Slot():
+            items, extra = await read_images(request, many=False)
+            (name, data), = items
+            try:
+                face = int(extra.get("face", 0))
+            except (TypeError, ValueError):
+                raise ServeError(422, f"face must be an integer index, got {extra.get('face')!r}") from None
+            tasks = extra.get("tasks") or None
+            if tasks is not None and not isinstance(tasks, (str, list)):
+                raise ServeError(422, "tasks must be a comma-separated string or a list of task names")
+            arr = await run_in_threadpool(_decode_image, data, name, max_bytes, max_pixels)
+
+            def run() -> bytes:
+                from PIL import Image
+
+                from ..explain import explain_face, render_panel
+
+                panel = render_panel(explain_face(analyzer, arr, face_index=face, tasks=tasks))
+                buf = io.BytesIO()
+                Image.fromarray(panel).save(buf, format="PNG")
+                return buf.getvalue()
+
+            png = await asyncio.wrap_future(worker.submit_call(run))
+        return Response(png, media_type="image/png")
+
+    _ = fastapi  # imported through require() so a missing package names the extra
+    return app
