@@ -129,5 +129,5 @@ def _check_pixels(w: int, h: int, max_pixels: int | None, name: str) -> None:
     if max_pixels is not None and w * h > max_pixels:
         raise InvalidInputError(
             f"{name} has {w}x{h} = {w * h / 1e6:.1f} megapixels, above the limit of "
-            f"{max_pixels / 1e6:.1f}; downscale it or raise max_pixels"
+            f"{max_pixels / 1e6:.1f}; downscale it or raise max_pixels (--max-pixels)"
         )

@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ..image import IMAGE_EXTENSIONS
+from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -25,6 +25,8 @@ def add_analyzer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--largest-only", action="store_true", help="keep only the largest face")
     p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
     p.add_argument("--min-score", type=float, help="detector confidence threshold")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse images with more pixels than this (default: %(default)s)")
     p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
                    help="average each face with its mirror image (default: on)")
 
@@ -36,7 +38,8 @@ def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
     return FaceAnalyzer.from_checkpoint(args.model, detector=args.detector, device=args.device, tasks=args.tasks,
                                         threads=args.threads, detector_options=det_opts, min_face=args.min_face,
                                         max_faces=args.max_faces, largest_only=args.largest_only,
-                                        batch_size=args.batch_size, keep_image=keep_image, flip_tta=args.flip_tta)
+                                        batch_size=args.batch_size, keep_image=keep_image, flip_tta=args.flip_tta,
+                                        max_pixels=args.max_pixels)
 
 
 def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:

@@ -14,13 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP service (POST /predict) and a web page at /",
                        description="Serve the model over HTTP: GET / (web page), /health, /info, /docs; "
                        "POST /predict, /predict/batch, /explain. Binds to 127.0.0.1 unless --host says otherwise.")
-    add_analyzer_args(p)
+    add_analyzer_args(p)  # includes --max-pixels; the service lowers its default below
+    p.set_defaults(max_pixels=40_000_000)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes "
                    "the service to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     p.add_argument("--max-upload-mb", type=float, default=20, help="largest image upload in MB (default: %(default)s)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in pixels "
-                   "(default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=16, help="most images per /predict/batch request "
                    "(default: %(default)s)")
     p.add_argument("--max-concurrency", type=int, default=4, help="requests in work at once; more get 503 "
