@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from facemtl.data.cache import decode_record
+from facemtl.data.datasets import target_arrays
 from facemtl.models import create_backbone
-from facemtl.tasks import list_tasks
 from facemtl.train.data import gather_records, native_size
 
 
@@ -61,7 +61,7 @@ def main() -> None:
         keep = [i for i, b in enumerate(blobs) if b is not None]
         data = b"".join(blobs[i] for i in keep)
         offsets = np.cumsum([0] + [len(blobs[i]) for i in keep]).astype(np.int64)
-        targets = {t: np.array([recs[i].target_indices()[t] for i in keep], dtype=np.float32) for t in list_tasks()}
+        targets = {t: v.astype(np.float32) for t, v in target_arrays([recs[i] for i in keep]).items()}
         np.savez(out / f"{name}.npz", data=np.frombuffer(data, dtype=np.uint8), offsets=offsets, size=size,
                  split=np.array([recs[i].split for i in keep]), **{f"t_{k}": v for k, v in targets.items()})
         print(name, len(keep), "images", round(len(data) / 1e6, 1), "MB")

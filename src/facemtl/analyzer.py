@@ -215,7 +215,7 @@ class FaceAnalyzer:
         for i in range(0, len(arrays), bs):
             x = torch.from_numpy(np.stack(arrays[i:i + bs])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
             raw = self.model.predict(x, flip_tta=self.options.flip_tta)
-            out.extend(decode_outputs(self.tasks, {k: v for k, v in raw.items()}))
+            out.extend(decode_outputs(self.tasks, raw))
         return out
 
     def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2

@@ -21,7 +21,7 @@ from ..errors import DatasetError, unknown_name
 from ..image import IMAGE_EXTENSIONS
 from ..tasks import get_task, list_tasks
 
-__all__ = ["Record", "DatasetIndex", "load_utkface", "load_fer2013", "load_manifest", "UTKFACE_GENDER",
+__all__ = ["Record", "DatasetIndex", "target_arrays", "load_utkface", "load_fer2013", "load_manifest", "UTKFACE_GENDER",
            "UTKFACE_RACE", "FER2013_EMOTIONS", "deduplicate"]
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,13 @@ class Record:
             else:
                 out[name] = math.nan if v is None else float(v)
         return out
+
+
+def target_arrays(records: Iterable[Record], tasks: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Per-task float arrays of targets (class index, -1 missing; value, NaN missing), one row per record."""
+    rows = [r.target_indices() for r in records]  # once per record, not once per task
+    names = list(tasks) if tasks is not None else list_tasks()
+    return {t: np.array([row[t] for row in rows], dtype=np.float64) for t in names}
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..data.cache import decode_record
-from ..data.datasets import Record
+from ..data.datasets import Record, target_arrays
 from ..errors import DatasetError, FacemtlError, InvalidInputError
 from ..models.factory import load_checkpoint
 from ..train.data import gather_records
@@ -121,18 +121,17 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
                 progress(min(i + cfg.batch_size, len(records)), len(records))
     if not ok:
         raise FacemtlError("no image could be read")
-    targets = {t.name: np.array([r.target_indices()[t.name] for r in ok], dtype=np.float64) for t in specs}
+    targets = target_arrays(ok, [t.name for t in specs])
     metrics: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
     all_probs: dict[str, np.ndarray] = {}
     for spec in specs:
         values, probs = spec.decode_raw(torch.cat(raw[spec.name]))
         preds[spec.name] = values.numpy()
-        if cfg.keep_samples and probs is not None and spec.kind == "classification":
-            all_probs[spec.name] = probs.numpy()
-        y = targets[spec.name]
-        metrics[spec.name] = compute_task_metrics(
-            spec, y, preds[spec.name], probs.numpy() if (probs is not None and spec.kind == "classification") else None)
+        class_probs = probs.numpy() if (probs is not None and spec.kind == "classification") else None
+        if cfg.keep_samples and class_probs is not None:
+            all_probs[spec.name] = class_probs
+        metrics[spec.name] = compute_task_metrics(spec, targets[spec.name], preds[spec.name], class_probs)
         if metrics[spec.name].get("n", 0) == 0:
             metrics[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
     fair_records = build_records(targets, preds, tasks=[s.name for s in specs])

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ..data.cache import build_cache
-from ..data.datasets import DatasetIndex, Record, deduplicate, load_fer2013, load_manifest, load_utkface
+from ..data.datasets import (DatasetIndex, Record, deduplicate, load_fer2013, load_manifest, load_utkface,
+                             target_arrays)
 from ..data.split import make_split, write_split_manifest
 from ..errors import DatasetError
-from ..tasks import list_tasks
 
 __all__ = ["SourceData", "gather_records", "build_sources"]
 
@@ -78,9 +78,7 @@ def build_sources(records: list[Record], input_size: int, cache_dir: Path | None
             log.warning("%s: %d unreadable image(s) skipped", name, int((~ok).sum()))
         keep = np.flatnonzero(ok)
         recs = [recs[i] for i in keep]
-        targets = {t: torch.tensor([r.target_indices()[t] for r in recs],
-                                   dtype=torch.float32)
-                   for t in list_tasks()}
+        targets = {t: torch.from_numpy(v.astype(np.float32)) for t, v in target_arrays(recs).items()}
         out.append(SourceData(name, np.asarray(imgs)[keep] if not ok.all() else imgs, targets,
                               np.array([r.split for r in recs]), recs))
     return out
