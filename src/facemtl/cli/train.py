@@ -16,6 +16,10 @@ HELP = {
     "resume": "continue from RUN_DIR/last.pt", "limit": "at most this many images per source",
     "age_loss": "dldl | l1 | mse", "loss_weighting": "static | uncertainty",
     "time_budget_min": "stop after this many minutes (checkpoint kept)",
+    "balance": "bias mitigation: none | sample (group-balanced sampling) | reweight (loss reweighting)",
+    "balance_by": "attributes whose groups are balanced, comma-separated: ethnicity, gender, age_band",
+    "balance_power": "weight = (1/group count)^power; 1 balances fully, 0.5 halfway",
+    "balance_max_ratio": "cap on the largest/smallest group weight",
 }
 
 
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     base = load_yaml_config(args.config, TrainConfig) if args.config else {}
     if "tasks" in args:
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if "balance_by" in args:
+        args.balance_by = [k.strip() for v in args.balance_by for k in v.split(",") if k.strip()]
     if "sample_ratio" in args:
         try:
             args.sample_ratio = {k.strip(): float(v) for k, v in (x.split("=") for x in args.sample_ratio.split(","))}

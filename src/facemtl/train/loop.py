@@ -20,6 +20,7 @@ from ..data.transforms import AugmentConfig, augment_batch, resize_batch
 from ..errors import FacemtlError, unknown_name
 from ..models.factory import ModelConfig, create_model, save_checkpoint
 from ..tasks import get_task, resolve_tasks
+from .balance import check_balance, group_weights
 from .data import SourceData, build_sources, gather_records
 from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
 
@@ -61,6 +62,10 @@ class TrainConfig:
     val_fraction: float = 0.1
     limit: int | None = None
     sample_ratio: dict[str, float] | None = None
+    balance: str = "none"
+    balance_by: tuple[str, ...] = ("ethnicity",)
+    balance_power: float = 1.0
+    balance_max_ratio: float = 10.0
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -78,6 +83,8 @@ class TrainConfig:
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
         self.manifest = tuple(self.manifest or ())
+        self.balance_by = tuple(self.balance_by or ())
+        check_balance(self.balance, self.balance_by, self.balance_power, self.balance_max_ratio)
         self.tasks = tuple(s.name for s in resolve_tasks(self.tasks))
         if self.age_loss not in AGE_LOSSES:
             raise unknown_name("age_loss", self.age_loss, AGE_LOSSES)
@@ -163,10 +170,17 @@ def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, 
 
 
 class _Sampler:
-    """Mixes sources by ratio; the order of epoch e is a pure function of (seed, e), so resume can skip."""
+    """Mixes sources by ratio; the order of epoch e is a pure function of (seed, e), so resume can skip.
 
-    def __init__(self, sources: list[SourceData], batch_size: int, ratio: dict[str, float] | None, seed: int):
+    With ``weights`` (one array or None per source) a source's samples are drawn with probability
+    proportional to their weight, with replacement (group-balanced sampling).
+    """
+
+    def __init__(self, sources: list[SourceData], batch_size: int, ratio: dict[str, float] | None, seed: int,
+                 weights: list[np.ndarray | None] | None = None):
         self.sources, self.batch_size, self.seed = sources, batch_size, seed
+        self.probs = [None if w is None or np.allclose(w, w[0]) else w / w.sum()
+                      for w in (weights or [None] * len(sources))]
         total = sum(len(s) for s in sources)
         if ratio:
             unknown = [k for k in ratio if k not in {s.name for s in sources}]
@@ -184,8 +198,11 @@ class _Sampler:
         for k, (src, n) in enumerate(zip(self.sources, self.counts)):
             if n == 0 or len(src) == 0:
                 continue
-            reps = int(math.ceil(n / len(src)))
-            perm = np.concatenate([rng.permutation(len(src)) for _ in range(reps)])[:n]
+            if self.probs[k] is not None:
+                perm = rng.choice(len(src), size=n, replace=True, p=self.probs[k])
+            else:
+                reps = int(math.ceil(n / len(src)))
+                perm = np.concatenate([rng.permutation(len(src)) for _ in range(reps)])[:n]
             tags.append(np.full(n, k))
             idxs.append(perm)
         tag, idx = np.concatenate(tags), np.concatenate(idxs)
@@ -199,8 +216,10 @@ class _Sampler:
 
 
 def _make_batch(sources: list[SourceData], parts: list[tuple[int, np.ndarray]], size: int, aug: AugmentConfig,
-                device: torch.device, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    xs, ts = [], {}
+                device: torch.device, gen: torch.Generator, weights: list[np.ndarray | None] | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
+    """Augmented images, targets and (with ``weights``) per-sample loss weights of one batch."""
+    xs, ts, ws = [], {}, []
     for k, idx in parts:
         src = sources[k]
         imgs = src.images
@@ -212,7 +231,11 @@ def _make_batch(sources: list[SourceData], parts: list[tuple[int, np.ndarray]], 
         xs.append(augment_batch(x, size, aug, gen))
         for name, t in src.targets.items():
             ts.setdefault(name, []).append(t[idx])
-    return torch.cat(xs), {k: torch.cat(v).to(device) for k, v in ts.items()}
+        if weights is not None:
+            w = weights[k]
+            ws.append(torch.from_numpy(w[idx]).float() if w is not None else torch.ones(len(idx)))
+    sample_weight = torch.cat(ws).to(device) if weights is not None else None
+    return torch.cat(xs), {k: torch.cat(v).to(device) for k, v in ts.items()}, sample_weight
 
 
 def _set_backbone_trainable(model: torch.nn.Module, trainable: bool) -> None:
@@ -272,7 +295,16 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     criterion = MultiTaskLoss(model.tasks, cfg.loss_weighting, cfg.age_loss, cfg.label_smoothing).to(device)
     params = [p for p in model.parameters()] + list(criterion.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed)
+    weights = None
+    if cfg.balance != "none":
+        weights = [group_weights(s.targets, cfg.balance_by, cfg.balance_power, cfg.balance_max_ratio)
+                   for s in train_src]
+        for s, w in zip(train_src, weights):
+            log.info("%s: balance=%s by %s, weights %.2f..%.2f", s.name, cfg.balance, ",".join(cfg.balance_by),
+                     w.min() if len(w) else 1.0, w.max() if len(w) else 1.0)
+    sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed,
+                       weights if cfg.balance == "sample" else None)
+    loss_weights = weights if cfg.balance == "reweight" else None
     total_steps = sampler.steps * cfg.epochs
     warm = max(1, int(cfg.warmup_epochs * sampler.steps))
 
@@ -322,12 +354,13 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             gstep = epoch * sampler.steps + step
             for g in opt.param_groups:
                 g["lr"] = lr_at(gstep)
-            x, targets = _make_batch(train_src, batches[step], size, cfg.augment, device, gen)
+            x, targets, sample_weight = _make_batch(train_src, batches[step], size, cfg.augment, device, gen,
+                                                    loss_weights)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
                 outputs = model(x)
-            loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets)
+            loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets, sample_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
