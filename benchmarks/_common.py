@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: machine header, thread setup, timing and plain tables."""
 from __future__ import annotations
 
+import io
 import math
 import os
 import platform
@@ -82,6 +83,14 @@ def median(xs: Sequence[float]) -> float:
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def serialized_mb(model: torch.nn.Module, half: bool = False) -> float:
+    """Size in MB (1e6 bytes) of ``torch.save(model.state_dict())``, floats cast to fp16 when ``half``."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.tell() / 1e6
 
 
 class OtherLoad:

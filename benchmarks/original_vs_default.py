@@ -16,12 +16,11 @@ the original's weights. The runs alternate between the two models (original, def
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from collections.abc import Callable
 
 import torch
-from _common import OtherLoad, count_params, median, print_load_end, setup, table
+from _common import OtherLoad, count_params, median, print_load_end, serialized_mb, setup, table
 
 from facemtl.models import create_model, load_checkpoint
 from facemtl.weights import default_checkpoint_path
@@ -40,13 +39,6 @@ def interleaved(calls: list[Callable[[], object]], warmup: int, runs: int) -> li
                 f()
                 times[k].append(time.perf_counter() - t)
     return times
-
-
-def serialized_mb(model: torch.nn.Module, half: bool) -> float:
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.tell() / 1e6
 
 
 def main() -> None:
