@@ -22,12 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import print_load_end, setup, table  # noqa: E402
-from _training import load_sources, task_metrics, train_resumable, val_outputs  # noqa: E402
+from _common import print_load_end, setup, table
+from _training import load_sources, task_metrics, train_resumable, val_outputs
 
-from facemtl.evaluate.fairness import build_records, fairness_report  # noqa: E402
-from facemtl.train.balance import BALANCE_MODES  # noqa: E402
-from facemtl.train.loop import TrainConfig  # noqa: E402
+from facemtl.evaluate.fairness import build_records, fairness_report
+from facemtl.train.balance import BALANCE_MODES
+from facemtl.train.loop import TrainConfig
 
 TASKS = ("age", "gender", "ethnicity")
 

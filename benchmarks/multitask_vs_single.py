@@ -29,15 +29,14 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import median, print_load_end, setup, table, time_calls  # noqa: E402
-from _training import (HEADLINE, average_performance, load_sources, task_metrics, train_resumable,  # noqa: E402
-                       val_outputs)
+import numpy as np
+import torch
+from _common import median, print_load_end, setup, table, time_calls
+from _training import HEADLINE, average_performance, load_sources, task_metrics, train_resumable, val_outputs
 
-from facemtl.models import load_checkpoint  # noqa: E402
-from facemtl.tasks import list_tasks  # noqa: E402
-from facemtl.train.loop import TrainConfig  # noqa: E402
+from facemtl.models import load_checkpoint
+from facemtl.tasks import list_tasks
+from facemtl.train.loop import TrainConfig
 
 SOURCE_OF = {"age": "utkface", "gender": "utkface", "ethnicity": "utkface", "emotion": "fer2013"}
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from facemtl.data.transforms import AugmentConfig
 from facemtl.errors import UnknownNameError
 from facemtl.train.balance import group_ids, group_weights
 from facemtl.train.data import SourceData
 from facemtl.train.loop import TrainConfig, _make_batch, _Sampler, train
-from facemtl.data.transforms import AugmentConfig
 
 NAN = float("nan")
 
@@ -68,7 +68,7 @@ def test_make_batch_returns_the_weights_of_the_drawn_samples():
     src = _skewed(100)
     w = group_weights(src.targets, ["ethnicity"])
     idx = np.array([0, 1, 95, 99])
-    _, t, sw = _make_batch([src], [(0, idx)], 8, AugmentConfig(), torch.device("cpu"), torch.Generator(), [w])
+    _, _, sw = _make_batch([src], [(0, idx)], 8, AugmentConfig(), torch.device("cpu"), torch.Generator(), [w])
     np.testing.assert_allclose(sw.numpy(), w[idx], rtol=1e-6)
     assert sw[2] > sw[0]
     _, _, none = _make_batch([src], [(0, idx)], 8, AugmentConfig(), torch.device("cpu"), torch.Generator(), None)

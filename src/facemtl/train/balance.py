@@ -23,7 +23,7 @@ from ..errors import unknown_name
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS
 from ..tasks import AGE_BANDS
 
-__all__ = ["BALANCE_MODES", "BALANCE_KEYS", "check_balance", "group_ids", "group_weights"]
+__all__ = ["BALANCE_KEYS", "BALANCE_MODES", "check_balance", "group_ids", "group_weights"]
 
 BALANCE_MODES: tuple[str, ...] = ("none", "sample", "reweight")
 BALANCE_KEYS: tuple[str, ...] = DEFAULT_GROUP_KEYS

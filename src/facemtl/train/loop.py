@@ -24,7 +24,7 @@ from .balance import check_balance, group_weights
 from .data import SourceData, build_sources, gather_records
 from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
 
-__all__ = ["TrainConfig", "train", "predict_arrays", "quick_metrics", "selection_score"]
+__all__ = ["TrainConfig", "predict_arrays", "quick_metrics", "selection_score", "train"]
 
 log = logging.getLogger(__name__)
 
