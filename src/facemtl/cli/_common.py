@@ -1,9 +1,11 @@
-"""Helpers shared by the subcommands: input expansion and the analyzer options."""
+"""Helpers shared by the subcommands: input expansion, the analyzer options and the labelled-data options
+of evaluate and audit."""
 from __future__ import annotations
 
 import argparse
 import glob
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInputError
 from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
@@ -63,3 +65,47 @@ def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
         else:
             raise InvalidInputError(f"no such file or folder: {item}")
     return out
+
+
+EVAL_HELP = {"model": "checkpoint (default: the model shipped with facemtl)", "utkface": "UTKFace folder",
+             "fer2013": "FER2013 folder or fer2013.csv", "manifest": "CSV manifest (path + labels)",
+             "limit": "at most this many images per source (with --split val: taken from the checkpoint's own "
+                      "validation split)",
+             "bootstrap": "bootstrap resamples for the fairness confidence intervals (0: none)"}
+
+
+def add_eval_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The :class:`~facemtl.evaluate.evaluate.EvaluateConfig` flags (data sources, split, fairness options),
+    shared by ``evaluate`` and ``audit``; ``skip`` leaves out fields a command has no use for."""
+    from ..evaluate.evaluate import SPLITS, EvaluateConfig
+    from ..evaluate.fairness import DEFAULT_GROUP_KEYS
+    from ._args import SUPPRESS, add_dataclass_args
+
+    add_dataclass_args(p, EvaluateConfig, skip=("split", "group_keys", "fairness_min_count", *skip), help_=EVAL_HELP)
+    p.add_argument("--split", choices=SPLITS, default=SUPPRESS,
+                   help="val: the checkpoint's seeded validation split and FER2013 PublicTest; all: every labelled "
+                        "image given (a separate test set) (default: val)")
+    p.add_argument("--by", dest="group_keys", metavar="ATTRS", action="append", default=SUPPRESS,
+                   help=f"comma-separated group attributes of the fairness tables, each alone and crossed: any of "
+                        f"{', '.join(DEFAULT_GROUP_KEYS)} (default: all three)")
+    p.add_argument("--min-count", "--fairness-min-count", dest="fairness_min_count", type=int, metavar="N",
+                   default=SUPPRESS, help="groups with fewer labelled images are shown as too few and left out of "
+                                          f"worst/best/gap (default: {EvaluateConfig.fairness_min_count})")
+
+
+def eval_config(args: argparse.Namespace):
+    """The EvaluateConfig of parsed :func:`add_eval_args` flags (validated: bad values raise FacemtlError)."""
+    from ..evaluate.evaluate import EvaluateConfig
+    from ._args import config_from_args
+
+    return config_from_args(EvaluateConfig, args)
+
+
+def print_eval_header(report: dict[str, Any]) -> None:
+    """The model and data lines that open evaluate's and audit's output."""
+    import json
+
+    d = report["data"]
+    print(f"model: {report['model']['checkpoint']}")
+    print(f"data: split={d['split']} images={d['n_images']} {json.dumps(d['by_source'])}; skipped: "
+          f"{json.dumps(d['skipped'])}\n")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from ..data.datasets import Record, target_arrays
 from ..errors import DatasetError, FacemtlError, InvalidInputError
 from ..models.factory import load_checkpoint
 from ..train.data import gather_records
-from .fairness import build_records, fairness_report
+from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
 
 __all__ = ["EvaluateConfig", "evaluate", "SPLITS"]
@@ -33,9 +34,16 @@ class EvaluateConfig:
         model: checkpoint path; None: the bundled default model.
         split: "val" (the seeded split the checkpoint was trained with, FER2013 PublicTest), "test", "train",
             or "all" (every labelled image given: for a separate test set).
+        limit: at most this many images per source. With a split other than "all", the split is first
+            re-created as in training (with the checkpoint's own training limit) and the images are then
+            taken, evenly spaced, from that split.
         seed, val_fraction: the split's parameters; None: taken from the checkpoint's training config.
         keep_samples: also return ``report["samples"]``: one dict per image with its path, true and predicted
             labels and the class probabilities (for the HTML report's plots and gallery); off by default.
+        group_keys: the attributes of the fairness tables (each alone and every crossing): any of
+            ``ethnicity``, ``gender``, ``age_band``; a comma-separated string is accepted.
+        fairness_min_count: groups with fewer labelled images are listed but left out of worst/best/gap.
+        bootstrap: resamples per group for the fairness confidence intervals (0: none).
     """
 
     model: str | None = None
@@ -53,6 +61,7 @@ class EvaluateConfig:
     threads: int | None = None
     flip_tta: bool = True
     keep_samples: bool = False
+    group_keys: tuple[str, ...] = DEFAULT_GROUP_KEYS
 
     def __post_init__(self) -> None:
         from ..errors import unknown_name
@@ -60,12 +69,45 @@ class EvaluateConfig:
         if self.split not in SPLITS:
             raise unknown_name("split", self.split, SPLITS)
         self.manifest = tuple(self.manifest or ())
+        self.group_keys = _parse_group_keys(self.group_keys)
+        if self.fairness_min_count < 0:
+            raise InvalidInputError(f"fairness_min_count must be >= 0; got {self.fairness_min_count}")
+        if self.bootstrap < 0:
+            raise InvalidInputError(f"bootstrap must be >= 0 (0: no confidence intervals); got {self.bootstrap}")
         if not (self.utkface or self.fer2013 or self.manifest):
             raise DatasetError("nothing to evaluate on: give --utkface, --fer2013 and/or --manifest")
 
 
+def _parse_group_keys(value: str | Sequence[str]) -> tuple[str, ...]:
+    """``"ethnicity,gender"`` or ``("ethnicity", "gender,age_band")`` -> validated, de-duplicated keys."""
+    from ..errors import unknown_name
+
+    items = [value] if isinstance(value, str) else list(value or ())
+    keys = [k.strip() for item in items for k in str(item).split(",") if k.strip()]
+    for k in keys:
+        if k not in DEFAULT_GROUP_KEYS:
+            raise unknown_name("group attribute", k, DEFAULT_GROUP_KEYS)
+    if not keys:
+        raise InvalidInputError(f"no group attribute given; choose from {', '.join(DEFAULT_GROUP_KEYS)}")
+    return tuple(dict.fromkeys(keys))
+
+
 def _select(records: list[Record], split: str) -> list[Record]:
     return records if split == "all" else [r for r in records if r.split == split]
+
+
+def _limit_per_source(records: list[Record], limit: int | None) -> list[Record]:
+    """At most ``limit`` records per source, evenly spaced in their order (UTKFace's sorts by age)."""
+    if limit is None:
+        return records
+    by_source: dict[str, list[Record]] = {}
+    for r in records:
+        by_source.setdefault(r.source, []).append(r)
+    keep: set[int] = set()
+    for recs in by_source.values():
+        picked = recs if len(recs) <= limit else [recs[i] for i in np.linspace(0, len(recs) - 1, limit).astype(int)]
+        keep.update(id(r) for r in picked)
+    return [r for r in records if id(r) in keep]
 
 
 @torch.no_grad()
@@ -88,8 +130,15 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
     size = int(meta["preprocess"]["input_size"])
-    records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, vf, seed)
-    records = _select(records, cfg.split)
+    if cfg.split == "all":
+        records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, vf, seed)
+    else:
+        # Re-create the checkpoint's own split (gathered with its training --limit), then take at most
+        # cfg.limit images per source from the chosen split: a subset of the images held out in training,
+        # never a fresh split of a subsample (whose "val" images the model may have been trained on).
+        train_limit = tcfg.get("limit")
+        records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, train_limit, vf, seed)
+        records = _limit_per_source(_select(records, cfg.split), cfg.limit)
     if not records:
         raise DatasetError(f"no labelled images in split {cfg.split!r}; try --split all")
     specs = list(model.tasks)
@@ -135,7 +184,12 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         if metrics[spec.name].get("n", 0) == 0:
             metrics[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
     fair_records = build_records(targets, preds, tasks=[s.name for s in specs])
-    fairness = fairness_report(fair_records, min_count=cfg.fairness_min_count, n_boot=cfg.bootstrap)
+    # Every task of the model gets a table; one without labels carries the metrics' "task skipped" note.
+    fairness = fairness_report(fair_records, tasks=[s.name for s in specs], group_keys=cfg.group_keys,
+                               min_count=cfg.fairness_min_count, n_boot=cfg.bootstrap)
+    for name, tab in fairness["tasks"].items():
+        if metrics[name].get("note") and not tab.get("n"):
+            tab["note"] = metrics[name]["note"]
     out: dict[str, Any] = {
         "model": {"checkpoint": str(path), **meta.get("model_config", {})},
         "data": {"split": cfg.split, "seed": seed, "val_fraction": vf, "n_images": len(ok),

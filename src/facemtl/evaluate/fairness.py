@@ -38,12 +38,18 @@ from ..tasks import AGE_BANDS, TaskSpec, age_band, get_task, list_tasks, resolve
 
 __all__ = [
     "DEFAULT_GROUP_KEYS",
-    "build_records",
     "bootstrap_ci",
     "bootstrap_mean_ci",
-    "group_table",
+    "build_records",
     "fairness_report",
     "fairness_rows",
+    "fairness_sentence",
+    "format_fairness",
+    "format_value",
+    "group_name",
+    "group_table",
+    "group_values",
+    "no_group_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -147,8 +153,24 @@ def bootstrap_mean_ci(
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if not v.size:
         return float("nan"), float("nan")
-    stats = np.concatenate([v[chunk].mean(axis=1) for chunk in _bootstrap_index_chunks(v.size, n_boot, seed)])
-    return _percentile_interval(stats, alpha)
+    return _percentile_interval(_bootstrap_means(v, n_boot, seed), alpha)
+
+
+def _bootstrap_means(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """The mean of each of ``n_boot`` resamples of ``v`` (non-empty)."""
+    return np.concatenate([v[chunk].mean(axis=1) for chunk in _bootstrap_index_chunks(v.size, n_boot, seed)])
+
+
+def _gap_ci(best: np.ndarray, worst: np.ndarray, higher_is_better: bool, n_boot: int, alpha: float,
+            seed: int) -> tuple[float | None, float | None]:
+    """Percentile CI of the (signed, best-minus-worst oriented) gap, resampling the two groups independently.
+
+    The point estimate of the gap is >= 0; an interval reaching 0 or below says the gap may be chance.
+    """
+    b = _bootstrap_means(best, n_boot, seed)
+    w = _bootstrap_means(worst, n_boot, seed + 1)  # another stream: the groups are independent samples
+    lo, hi = _percentile_interval(b - w if higher_is_better else w - b, alpha)
+    return _finite_or_none(lo), _finite_or_none(hi)
 
 
 # --------------------------------------------------------------------------- records
@@ -277,8 +299,9 @@ def build_records(
 # --------------------------------------------------------------------------- group tables
 
 
-def _value_order(key: str) -> list[str]:
-    """Display order of a key's values: AGE_BANDS for age_band, spec.labels for a registered task."""
+def group_values(key: str) -> list[str]:
+    """The values a group key can take, in display order: AGE_BANDS for ``age_band``, the labels of a
+    registered task (``ethnicity``, ``gender``); ``[]`` for any other attribute."""
     if key == "age_band":
         return [band for band, _ in AGE_BANDS]
     if key in list_tasks():
@@ -343,11 +366,15 @@ def group_table(
         ``{"task", "metric" ("mae" | "accuracy"), "higher_is_better", "n", "value" (overall),
         "min_count", "rows": [{"grouping": "ethnicity x gender", "group": {"ethnicity": "white",
         "gender": "female"}, "n", "metric", "value"[, "ci_low", "ci_high"]}], "by_grouping":
-        {grouping: {"worst_group", "best_group", "gap", "n_groups"[, "cis_overlap"]}},
-        "worst_group", "best_group", "gap", "n_groups"[, "cis_overlap"]}``. Accuracy is a share
-        in [0, 1], MAE in years. The top-level worst/best/gap range over every row with
-        ``n >= min_count``; ``gap`` is None with fewer than two such groups. Groups with no
-        labelled sample are omitted.
+        {grouping: {"worst_group", "best_group", "gap", "n_groups"[, "cis_overlap", "gap_ci_low",
+        "gap_ci_high"]}}, "worst_group", "best_group", "gap", "n_groups"[, "cis_overlap",
+        "gap_ci_low", "gap_ci_high"]}``. Accuracy is a share in [0, 1], MAE in years. The
+        top-level worst/best/gap range over every row with ``n >= min_count``; ``gap`` is None
+        with fewer than two such groups. Groups with no labelled sample are omitted. With
+        ``n_boot > 0`` and a gap, ``gap_ci_low``/``gap_ci_high`` bound the best-minus-worst
+        difference (oriented so the gap is positive), resampling the two groups independently;
+        a low end at or below 0 means the gap may be chance. The interval is for those two
+        groups as given: picking them as the extremes among many groups is not accounted for.
 
     Raises:
         InvalidInputError: on an out-of-range class index; UnknownNameError on an unknown label.
@@ -386,8 +413,19 @@ def group_table(
         return row
 
     rows: list[dict[str, Any]] = []
+    selections: dict[tuple[str, tuple[tuple[str, str], ...]], np.ndarray] = {}
+
+    def sel_of(row: Mapping[str, Any]) -> np.ndarray:
+        return selections[(row["grouping"], tuple(row["group"].items()))]
+
+    def with_gap_ci(ext: dict[str, Any]) -> dict[str, Any]:
+        if n_boot > 0 and ext.get("gap") is not None:
+            b, w = all_scores[sel_of(ext["best_group"])], all_scores[sel_of(ext["worst_group"])]
+            ext["gap_ci_low"], ext["gap_ci_high"] = _gap_ci(b, w, higher_is_better, n_boot, alpha, seed)
+        return ext
+
     by_grouping: dict[str, dict[str, Any]] = {}
-    orders = {k: _value_order(k) for k in keys}
+    orders = {k: group_values(k) for k in keys}
     for size in range(1, order + 1):
         for combo in itertools.combinations(keys, size):
             grouping = " x ".join(combo)
@@ -404,12 +442,14 @@ def group_table(
                     for k, v in zip(combo, values)
                 ]
 
-            group_rows = [
-                make_row(grouping, dict(zip(combo, values)), np.asarray(members[values]))
-                for values in sorted(members, key=sort_key)
-            ]
+            group_rows = []
+            for values in sorted(members, key=sort_key):
+                group = dict(zip(combo, values))
+                sel = np.asarray(members[values])
+                selections[(grouping, tuple(group.items()))] = sel
+                group_rows.append(make_row(grouping, group, sel))
             rows.extend(group_rows)
-            by_grouping[grouping] = _extremes(group_rows, higher_is_better, min_count)
+            by_grouping[grouping] = with_gap_ci(_extremes(group_rows, higher_is_better, min_count))
 
     table: dict[str, Any] = {
         "task": spec.name,
@@ -424,7 +464,7 @@ def group_table(
     if n_boot > 0 and all_scores.size:
         lo, hi = bootstrap_mean_ci(all_scores, n_boot, alpha, seed)
         table["ci_low"], table["ci_high"] = _finite_or_none(lo), _finite_or_none(hi)
-    table.update(_extremes(rows, higher_is_better, min_count))
+    table.update(with_gap_ci(_extremes(rows, higher_is_better, min_count)))
     if not all_scores.size:
         table["note"] = f"no record has both a true and a predicted {spec.name!r}"
     return table
@@ -512,3 +552,201 @@ def fairness_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             })
             out.append(flat)
     return out
+
+
+# --------------------------------------------------------------------------- plain-language text
+
+
+def _number(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def format_value(metric: str, value: Any) -> str:
+    """A headline value as text: accuracy as a percentage (``"93.1%"``), MAE in years (``"5.43"``);
+    ``"n/a"`` when missing."""
+    v = _number(value)
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}%" if metric == "accuracy" else f"{v:.2f}"
+
+
+def _format_gap(metric: str, value: Any, unit: bool = True) -> str:
+    """A gap (or a bound of its CI, which may be negative): percentage points for accuracy, years for MAE."""
+    v = _number(value)
+    if v is None:
+        return "n/a"
+    if metric == "accuracy":
+        return f"{100 * v:.1f}" + (" percentage points" if unit else "")
+    return f"{v:.2f}" + (" years" if unit else "")
+
+
+def _confidence(alpha: Any) -> int:
+    return round(100 * (1 - float(alpha if alpha is not None else 0.05)))
+
+
+def group_name(group: Mapping[str, Any]) -> str:
+    """``{"ethnicity": "white", "gender": "female"}`` -> ``"ethnicity: white, gender: female"``."""
+    return ", ".join(f"{k}: {v}" for k, v in group.items())
+
+
+def no_group_text(task: str, table: Mapping[str, Any], group_keys: Sequence[str] = DEFAULT_GROUP_KEYS) -> str:
+    """The sentence for a task with labelled images none of which carries a group attribute."""
+    return (f"{task}: none of the {table.get('n', 0)} {task}-labelled images also has a group label "
+            f"({', '.join(group_keys)}), so there is no per-group comparison.")
+
+
+def fairness_sentence(task: str, table: Mapping[str, Any], group_keys: Sequence[str] = DEFAULT_GROUP_KEYS,
+                      alpha: float = 0.05) -> str:
+    """A plain-language summary of one :func:`group_table`: worst and best group, the gap and whether
+    it may be chance, and how many groups were too small to compare. A task without labels (a
+    table with a ``note``) or without group labels gets a sentence saying so.
+    """
+    metric = table.get("metric", "")
+    if table.get("note"):
+        return f"{task}: {str(table['note']).rstrip('.')}."
+    if not table.get("rows"):
+        return no_group_text(task, table, group_keys)
+    w, b, gap = table.get("worst_group"), table.get("best_group"), table.get("gap")
+    min_count = table.get("min_count", 1)
+    if not w or gap is None:
+        return (f"{task}: not enough labelled groups to compare (each group needs at least "
+                f"{min_count} images).")
+    better = "higher" if table.get("higher_is_better") else "lower"
+    name = "MAE" if metric == "mae" else metric
+    small = sum(1 for r in table.get("rows", []) if r["n"] < min_count)
+    tail = (f" {small} smaller group{'s' if small != 1 else ''} (fewer than {min_count} images) "
+            f"{'were' if small != 1 else 'was'} not compared." if small else "")
+    if gap == 0:
+        return (f"{task} ({name}, {better} is better): the model scores the same "
+                f"({format_value(metric, w['value'])}) for all {table.get('n_groups', 2)} compared groups." + tail)
+    s = (f"{task} ({name}, {better} is better): the model does worst for {group_name(w['group'])} "
+         f"({format_value(metric, w['value'])}, n={w['n']}) and best for {group_name(b['group'])} "
+         f"({format_value(metric, b['value'])}, n={b['n']}), a gap of {_format_gap(metric, gap)}.")
+    lo, hi = _number(table.get("gap_ci_low")), _number(table.get("gap_ci_high"))
+    overlap = table.get("cis_overlap")
+    if lo is not None and hi is not None:
+        s += (f" The {_confidence(alpha)}% confidence interval of the gap is {_format_gap(metric, lo, False)} to "
+              f"{_format_gap(metric, hi)}")
+        s += (", which includes zero: the gap may be chance." if lo <= 0
+              else ", which excludes zero: the gap is unlikely to be chance alone.")
+    elif overlap is True:
+        s += " Their confidence intervals overlap, so the gap may be chance."
+    elif overlap is False:
+        s += " Their confidence intervals do not overlap."
+    return s + tail
+
+
+def _short(group: Mapping[str, Any]) -> str:
+    return " & ".join(str(v) for v in group.values())
+
+
+def _labelled(row: Mapping[str, Any], metric: str) -> str:
+    """``"white & male (ethnicity x gender): 80.1% [71.0%, 88.2%], n=120"``."""
+    ci = _ci_text(row, metric)
+    return (f"{_short(row['group'])} ({row.get('grouping') or ' x '.join(row['group'])}): "
+            f"{format_value(metric, row['value'])}{' ' + ci if ci else ''}, n={row['n']}")
+
+
+def _ci_text(row: Mapping[str, Any], metric: str, lo_key: str = "ci_low", hi_key: str = "ci_high",
+             gap: bool = False) -> str:
+    lo, hi = _number(row.get(lo_key)), _number(row.get(hi_key))
+    if lo is None or hi is None:
+        return ""
+    f = (lambda v: _format_gap(metric, v, False)) if gap else (lambda v: format_value(metric, v))
+    return f"[{f(lo)}, {f(hi)}]"
+
+
+def _extremes_text(ext: Mapping[str, Any], metric: str, min_count: int, short: bool) -> str:
+    """"gap 14.9 points [3.2, 25.1]: worst ..., best ..." for one grouping (or the whole task)."""
+    w, b = ext.get("worst_group"), ext.get("best_group")
+    if not w:
+        return f"no group has at least {min_count} images: nothing compared"
+    name = _short if short else group_name
+    if ext.get("gap") is None:
+        return f"only one group has at least {min_count} images ({name(w['group'])}, n={w['n']}): nothing compared"
+    if ext["gap"] == 0:
+        return f"no gap: all {ext.get('n_groups', 2)} compared groups at {format_value(metric, w['value'])}"
+    ci = _ci_text(ext, metric, "gap_ci_low", "gap_ci_high", gap=True)
+    unit = "points" if metric == "accuracy" else "years"
+    return (f"gap {_format_gap(metric, ext['gap'], False)} {unit}{' ' + ci if ci else ''}: "
+            f"worst {name(w['group'])} {format_value(metric, w['value'])} (n={w['n']}), "
+            f"best {name(b['group'])} {format_value(metric, b['value'])} (n={b['n']})")
+
+
+def format_fairness(report: Mapping[str, Any], detail: bool = True) -> str:
+    """A :func:`fairness_report` as plain text.
+
+    Args:
+        report: the output of :func:`fairness_report` (``evaluate()``'s ``report["fairness"]``).
+        detail: True: per task, every group of every grouping with its n and CI (groups under
+            ``min_count`` as "too few (n=..)", values no labelled image has as "no labelled images
+            (n=0)", never a number), the worst/best/gap per grouping and for the task, and the
+            plain-language summary. False: one worst/best/gap line per task.
+    """
+    keys = list(report.get("group_keys", DEFAULT_GROUP_KEYS))
+    min_count = int(report.get("min_count", 1))
+    n_boot, alpha = int(report.get("n_boot", 0)), report.get("alpha", 0.05)
+    tasks: Mapping[str, Mapping[str, Any]] = report.get("tasks", {})
+    if not detail:
+        lines = [f"fairness (worst and best group per task, groups with n >= {min_count}):"]
+        for task, tab in tasks.items():
+            if tab.get("note") or not tab.get("rows") or tab.get("gap") is None:
+                lines.append(f"  {fairness_sentence(task, tab, keys, alpha)}")
+            else:
+                lines.append(f"  {task} ({tab['metric']}): "
+                             + _extremes_text(tab, tab["metric"], min_count, short=True))
+        return "\n".join(lines)
+    lines = [f"fairness audit by {', '.join(keys)}" + (" and their crossings" if len(keys) > 1 else ""),
+             "  metric: accuracy for classification tasks (higher is better), MAE in years for age (lower is better)",
+             (f"  [low, high]: {_confidence(alpha)}% bootstrap confidence interval ({n_boot} resamples)" if n_boot > 0
+              else "  no confidence intervals (0 bootstrap resamples)"),
+             f"  groups with fewer than {min_count} images are listed as too few and left out of worst/best/gap"]
+    if not tasks:
+        lines.append("\nno task could be audited (no labels)")
+    for task, tab in tasks.items():
+        metric = tab.get("metric", "")
+        if tab.get("note") or not tab.get("rows"):
+            lines += ["", f"== {task}: skipped", f"  {fairness_sentence(task, tab, keys, alpha)}"]
+            continue
+        name = "MAE (years), lower is better" if metric == "mae" else f"{metric}, higher is better"
+        ci = _ci_text(tab, metric)
+        overall = format_value(metric, tab.get("value")) + (" " + ci if ci else "")
+        lines += ["", f"== {task}: {name}; overall {overall} (n={tab.get('n', 0)})"]
+        rows_by: dict[str, list[Mapping[str, Any]]] = {}
+        for r in tab["rows"]:
+            rows_by.setdefault(r["grouping"], []).append(r)
+        for grouping in dict.fromkeys([*keys, *rows_by]):
+            cells: list[tuple[str, str]] = []
+            for r in rows_by.get(grouping, []):
+                if r["n"] < min_count or _number(r.get("value")) is None:
+                    cells.append((_short(r["group"]), f"too few (n={r['n']})"))
+                else:
+                    ci = _ci_text(r, metric)
+                    value = f"{format_value(metric, r['value']):>6}" + ("  " + ci if ci else "")
+                    cells.append((_short(r["group"]), f"{value}  n={r['n']}"))
+            if grouping in keys:  # a single attribute: its values no labelled image has are empty groups
+                seen = {str(r["group"].get(grouping)) for r in rows_by.get(grouping, [])}
+                cells += [(v, "no labelled images (n=0)") for v in group_values(grouping) if v not in seen]
+            if not cells:
+                continue
+            width = max(len(c[0]) for c in cells)
+            lines.append(f"  by {grouping}:")
+            lines += [f"    {label:<{width}}  {text}" for label, text in cells]
+            ext = (tab.get("by_grouping") or {}).get(grouping)
+            if ext is not None:
+                lines.append(f"    -> {_extremes_text(ext, metric, min_count, short=True)}")
+        w, b = tab.get("worst_group"), tab.get("best_group")
+        if w and b and tab.get("gap") is not None:
+            ci = _ci_text(tab, metric, "gap_ci_low", "gap_ci_high", gap=True)
+            lines += [f"  worst group: {_labelled(w, metric)}", f"  best group:  {_labelled(b, metric)}",
+                      f"  largest gap: {_format_gap(metric, tab['gap'])}{' ' + ci if ci else ''}"]
+        else:
+            lines.append(f"  worst/best group: {_extremes_text(tab, metric, min_count, short=False)}")
+        lines.append(f"  summary: {fairness_sentence(task, tab, keys, alpha)}")
+    return "\n".join(lines)

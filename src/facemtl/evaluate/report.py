@@ -21,11 +21,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..tasks import AGE_BANDS, get_task, list_tasks
-from .fairness import DEFAULT_GROUP_KEYS, fairness_rows
+from ..tasks import get_task, list_tasks
+from .fairness import (
+    DEFAULT_GROUP_KEYS,
+    fairness_rows,
+    fairness_sentence,
+    format_value,
+    group_name,
+    group_values,
+)
 from .metrics import flatten_metrics
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["audit_data", "render_audit_html", "render_html", "write_audit", "write_report"]
 
 _PCT = {"accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "f1", "cs5", "age_group_accuracy",
         "ece"}
@@ -83,15 +90,6 @@ def _fmt(x: Any, metric: str = "", digits: int = 2) -> str:
     if metric in ("r2", "nll"):
         return f"{v:.3f}"
     return f"{v:.{digits}f}"
-
-
-def _metric_value(metric: str, v: Any) -> str:
-    """A fairness value: accuracy as %, MAE in years."""
-    return _fmt(v, "accuracy" if metric == "accuracy" else "mae")
-
-
-def _group_name(group: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in group.items())
 
 
 def _note(text: str) -> str:
@@ -381,49 +379,21 @@ def _calibration_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     return _section("calibration", "Calibration", body)
 
 
-def _fairness_sentence(task: str, tab: Mapping[str, Any]) -> str:
-    metric = tab.get("metric", "")
-    better = "higher" if tab.get("higher_is_better") else "lower"
-    w, b, gap = tab.get("worst_group"), tab.get("best_group"), tab.get("gap")
-    if tab.get("note"):
-        return f"{task}: {tab['note']}."
-    if not tab.get("rows"):
-        return _no_group_text(task, tab)
-    if not w or gap is None:
-        return (f"{task}: not enough labelled groups to compare (each group needs at least "
-                f"{tab.get('min_count', 1)} images).")
-    name = "MAE" if metric == "mae" else metric
-    gap_s = f"{gap:.2f} years" if metric == "mae" else f"{100 * gap:.1f} percentage points"
-    s = (f"{task} ({name}, {better} is better): the model does worst for {_group_name(w['group'])} "
-         f"({_metric_value(metric, w['value'])}, n={w['n']}) and best for {_group_name(b['group'])} "
-         f"({_metric_value(metric, b['value'])}, n={b['n']}), a gap of {gap_s}.")
-    overlap = tab.get("cis_overlap")
-    if overlap is True:
-        s += " Their confidence intervals overlap, so the gap may be chance."
-    elif overlap is False:
-        s += " Their confidence intervals do not overlap."
-    return s
+def _gap(metric: str, v: Any) -> str:
+    """A gap or a bound of its CI: percentage points for accuracy, years for MAE ("n/a" when missing)."""
+    x = _num(v)
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.1f} pts" if metric == "accuracy" else f"{x:.2f}"
 
 
-def _no_group_text(task: str, tab: Mapping[str, Any], keys: Sequence[str] = DEFAULT_GROUP_KEYS) -> str:
-    return (f"{task}: none of the {tab.get('n', 0)} {task}-labelled images also has a group label "
-            f"({', '.join(keys)}), so there is no per-group comparison.")
-
-
-def _expected_values(key: str) -> list[str]:
-    if key == "age_band":
-        return [b for b, _ in AGE_BANDS]
-    try:
-        return list(get_task(key).labels)
-    except Exception:  # noqa: BLE001 - not a task: no list of expected values
-        return []
-
-
-def _ci(row: Mapping[str, Any], metric: str) -> str:
-    lo, hi = row.get("ci_low"), row.get("ci_high")
+def _ci(row: Mapping[str, Any], metric: str, lo_key: str = "ci_low", hi_key: str = "ci_high",
+        gap: bool = False) -> str:
+    lo, hi = row.get(lo_key), row.get(hi_key)
     if lo is None or hi is None:
         return "n/a"
-    return f"{_metric_value(metric, lo)} – {_metric_value(metric, hi)}"
+    f = _gap if gap else format_value
+    return f"{f(metric, lo)} – {f(metric, hi)}"
 
 
 def _fairness_section(fair: Mapping[str, Any]) -> str:
@@ -432,18 +402,22 @@ def _fairness_section(fair: Mapping[str, Any]) -> str:
         return _section("fairness", "Fairness", _note("no task could be audited (no labels)"))
     min_count = fair.get("min_count", 1)
     parts = [(f'<p class="small">Headline metric per group (accuracy for classification, MAE for age); groups '
-             f'with fewer than {_e(min_count)} images are shown but not used for worst/best/gap. '
+             f'with fewer than {_e(min_count)} images are listed as too few, without a number, and not used '
+             'for worst/best/gap (fairness.csv has their values). '
              f'CI: {_e(round(100 * (1 - float(fair.get("alpha", 0.05)))))}% bootstrap interval '
              f'({_e(fair.get("n_boot", 0))} resamples). Groups with no labelled image say so, never 0%.</p>')]
+    keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
+    alpha = float(fair.get("alpha", 0.05))
     parts.append("<h3>Summary</h3><ul>" + "".join(
-        f'<li class="summary">{_e(_fairness_sentence(t, tab))}</li>' for t, tab in tasks.items()) + "</ul>")
+        f'<li class="summary">{_e(fairness_sentence(t, tab, keys, alpha))}</li>' for t, tab in tasks.items())
+        + "</ul>")
     for task, tab in tasks.items():
         metric = tab.get("metric", "")
         parts.append(f"<h3>{_e(task)} — {_e(metric)}</h3>")
         if not tab.get("rows"):
-            parts.append(_note(tab.get("note") or _no_group_text(task, tab, fair.get("group_keys", DEFAULT_GROUP_KEYS))))
+            parts.append(_note(fairness_sentence(task, tab, keys, alpha)))
             continue
-        overall = (f'<p>overall: {_e(_metric_value(metric, tab.get("value")))} (n={_e(tab.get("n", 0))}, '
+        overall = (f'<p>overall: {_e(format_value(metric, tab.get("value")))} (n={_e(tab.get("n", 0))}, '
                    f'CI {_e(_ci(tab, metric))})</p>')
         parts.append(overall)
         ext = []
@@ -453,29 +427,34 @@ def _fairness_section(fair: Mapping[str, Any]) -> str:
                 continue
             w, b = e["worst_group"], e["best_group"]
             ext.append([_e(grouping),
-                        _e(f"{_group_name(w['group'])} ({_metric_value(metric, w['value'])}, n={w['n']})"),
-                        _e(f"{_group_name(b['group'])} ({_metric_value(metric, b['value'])}, n={b['n']})"),
-                        _e(_metric_value(metric, e.get("gap")) if e.get("gap") is not None else "n/a"),
+                        _e(f"{group_name(w['group'])} ({format_value(metric, w['value'])}, n={w['n']})"),
+                        _e(f"{group_name(b['group'])} ({format_value(metric, b['value'])}, n={b['n']})"),
+                        _e(_gap(metric, e.get("gap"))),
+                        _e(_ci(e, metric, "gap_ci_low", "gap_ci_high", gap=True)),
                         _e(e.get("n_groups", 0))])
         if ext:
             parts.append("<h4>Worst group and gap per grouping</h4>"
-                         + _table(["grouping", "worst", "best", "gap", "groups compared"], ext, left=3))
+                         + _table(["grouping", "worst", "best", "gap", "gap CI", "groups compared"], ext, left=3))
         rows_by: dict[str, list[Mapping[str, Any]]] = {}
         for r in tab.get("rows", []):
             rows_by.setdefault(r["grouping"], []).append(r)
-        keys = fair.get("group_keys", list(DEFAULT_GROUP_KEYS))
         for grouping in list(dict.fromkeys(list(keys) + list(rows_by))):
             rows = rows_by.get(grouping, [])
             cells = []
             for r in rows:
-                small = r["n"] < min_count
-                val = (_e(_metric_value(metric, r.get("value"))) if r.get("value") is not None and r["n"]
-                       else '<span class="empty">no labelled images</span>')
-                cells.append([_e(_group_name(r["group"])), _e(r["n"]), val, _e(_ci(r, metric)),
-                              '<span class="empty">too few to compare</span>' if small else ""])
+                # A group under min_count shows no number (a value from a handful of images invites
+                # over-reading); fairness.csv and the JSON keep it.
+                if r.get("value") is None or not r["n"]:
+                    val, ci = '<span class="empty">no labelled images</span>', "n/a"
+                elif r["n"] < min_count:
+                    val, ci = f'<span class="empty">too few (n={_e(r["n"])})</span>', ""
+                else:
+                    val, ci = _e(format_value(metric, r.get("value"))), _e(_ci(r, metric))
+                cells.append([_e(group_name(r["group"])), _e(r["n"]), val, ci,
+                              '<span class="empty">not compared</span>' if r["n"] < min_count else ""])
             if grouping in keys:  # a single attribute: list its missing values as empty groups
                 seen = {r["group"].get(grouping) for r in rows}
-                for v in _expected_values(grouping):
+                for v in group_values(grouping):
                     if v not in seen:
                         cells.append([_e(f"{grouping}: {v}"), "0", '<span class="empty">no labelled images</span>',
                                       "n/a", '<span class="empty">empty group</span>'])
@@ -563,6 +542,19 @@ def _gallery_section(metrics: Mapping[str, Any], samples: Sequence[Mapping[str, 
 # --------------------------------------------------------------------------- public API
 
 
+def _page(title: str, report: Mapping[str, Any], sections: Sequence[str], nav: Sequence[tuple[str, str]],
+          footer: str) -> str:
+    """One self-contained HTML page: inline CSS, a subtitle naming the split and model, a nav bar."""
+    d = report.get("data", {})
+    sub = (f"split {d.get('split', 'n/a')}, {d.get('n_images', 'n/a')} images, model "
+           f"{report.get('model', {}).get('checkpoint', 'n/a')}")
+    links = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in nav)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1><p class=\"small\">{_e(sub)}</p>"
+            f"<nav>{links}</nav>{''.join(s for s in sections if s)}"
+            f"<p class=\"small\">{_e(footer)}</p></body></html>\n")
+
+
 def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The report as one self-contained HTML page (inline CSS, inline SVG, data-URI thumbnails)."""
     if samples is None:
@@ -573,16 +565,17 @@ def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] 
         _calibration_section(metrics), _fairness_section(report.get("fairness", {})),
         _gallery_section(metrics, samples),
     ]
-    nav = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in (
-        ("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), ("age", "Age"),
-        ("calibration", "Calibration"), ("fairness", "Fairness"), ("gallery", "Gallery")))
-    d = report.get("data", {})
-    sub = (f"split {d.get('split', 'n/a')}, {d.get('n_images', 'n/a')} images, model "
-           f"{report.get('model', {}).get('checkpoint', 'n/a')}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>facemtl evaluation report</title>"
-            f"<style>{_CSS}</style></head><body><h1>facemtl evaluation report</h1><p class=\"small\">{_e(sub)}</p>"
-            f"<nav>{nav}</nav>{''.join(s for s in sections if s)}"
-            "<p class=\"small\">Numbers: report.json, metrics.csv, fairness.csv next to this file.</p></body></html>\n")
+    nav = (("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), ("age", "Age"),
+           ("calibration", "Calibration"), ("fairness", "Fairness"), ("gallery", "Gallery"))
+    return _page("facemtl evaluation report", report, sections, nav,
+                 "Numbers: report.json, metrics.csv, fairness.csv next to this file.")
+
+
+def render_audit_html(report: Mapping[str, Any]) -> str:
+    """The fairness audit as one self-contained HTML page: the data table and the fairness section."""
+    return _page("facemtl fairness audit", report, [_data_section(report), _fairness_section(report.get("fairness", {}))],
+                 (("data", "Data"), ("fairness", "Fairness")),
+                 "Numbers: fairness.json and fairness.csv next to this file.")
 
 
 def _json_default(x: Any) -> Any:
@@ -621,20 +614,57 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path,
     data = dict(report)
     if samples is not None:
         data["samples"] = list(samples)
-    (out / "report.json").write_text(json.dumps(_clean(data), indent=1, default=_json_default, allow_nan=False))
+    _write_json(data, out / "report.json")
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["task", "metric", "value"])
         for task, m in report.get("metrics", {}).items():
             for key, value in flatten_metrics({task: m}).items():
                 w.writerow([task, key.split("/", 1)[1] if "/" in key else key, "" if value is None else value])
-    fair = report.get("fairness", {})
-    keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
-    with open(out / "fairness.csv", "w", newline="") as f:
-        w2 = csv.DictWriter(f, fieldnames=["task", "grouping", *keys, "n", "metric", "value", "ci_low", "ci_high"])
-        w2.writeheader()
-        for row in fairness_rows(fair):
-            w2.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    _write_fairness_csv(report.get("fairness", {}), out / "fairness.csv")
     index = out / "index.html"
     index.write_text(render_html(report, samples), encoding="utf-8")
     return index
+
+
+def _write_json(data: Any, path: Path) -> None:
+    path.write_text(json.dumps(_clean(data), indent=1, default=_json_default, allow_nan=False))
+
+
+def _write_fairness_csv(fair: Mapping[str, Any], path: Path) -> None:
+    keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["task", "grouping", *keys, "n", "metric", "value", "ci_low", "ci_high"])
+        w.writeheader()
+        for row in fairness_rows(fair):
+            w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+def audit_data(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The fairness audit as JSON-ready data: ``{"model", "data", "fairness", "summary": {task: sentence}}``."""
+    fair = report.get("fairness", {})
+    keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
+    alpha = float(fair.get("alpha", 0.05))
+    summary = {t: fairness_sentence(t, tab, keys, alpha) for t, tab in fair.get("tasks", {}).items()}
+    return _clean({"model": report.get("model", {}), "data": report.get("data", {}), "fairness": fair,
+                   "summary": summary})
+
+
+def write_audit(report: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Write ``audit.html``, ``fairness.json`` (:func:`audit_data`) and ``fairness.csv`` into ``out_dir``.
+
+    Args:
+        report: the dict of :func:`facemtl.evaluate.evaluate.evaluate` (only ``model``, ``data`` and
+            ``fairness`` are used).
+        out_dir: folder, created if needed; existing files of the same names are replaced.
+
+    Returns:
+        The path of ``audit.html``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(audit_data(report), out / "fairness.json")
+    _write_fairness_csv(report.get("fairness", {}), out / "fairness.csv")
+    page = out / "audit.html"
+    page.write_text(render_audit_html(report), encoding="utf-8")
+    return page

@@ -1,0 +1,202 @@
+"""`facemtl audit`: per-group rows with n and CIs, worst/best/gap, summary, too-few and empty groups, files, errors."""
+from __future__ import annotations
+
+import csv
+import json
+from html.parser import HTMLParser
+
+import pytest
+from conftest import draw_face
+from PIL import Image
+
+from facemtl.cli.__main__ import main
+
+# (age, gender, race) per image. With --min-count 3: white (6) and black (5) are compared, asian (1) is too few,
+# indian and others have no image at all (empty groups); both genders, and 20-39 / 40-59 / 60+ / 0-19 age bands.
+LABELS = [(25, 0, 0)] * 3 + [(30, 1, 0)] * 3 + [(45, 0, 1)] * 3 + [(65, 1, 1)] * 2 + [(8, 1, 2)]
+
+
+@pytest.fixture(scope="module")
+def audit_data(tmp_path_factory):
+    """A tiny untrained checkpoint and 12 UTKFace-named images (no FER2013: emotion has no labels)."""
+    import torch
+
+    from facemtl.models import create_model, save_checkpoint
+    from facemtl.tasks import list_tasks
+
+    root = tmp_path_factory.mktemp("audit")
+    utk = root / "utkface"
+    utk.mkdir()
+    for i, (age, gender, race) in enumerate(LABELS):
+        Image.fromarray(draw_face(48, seed=i, tone=110 + 10 * i)).save(
+            utk / f"{age}_{gender}_{race}_2017011617452{i:04d}.jpg.chip.jpg", quality=90)
+    fer = root / "fer2013" / "test" / "happy"
+    fer.mkdir(parents=True)
+    Image.fromarray(draw_face(48, seed=99)[:, :, 1], "L").save(fer / "PublicTest_0.jpg")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "tiny.pt", create_model("tiny", tasks=list_tasks(), input_size=32).eval())
+    return {"root": root, "ckpt": str(ckpt), "utk": str(utk), "fer": str(root / "fer2013")}
+
+
+def _audit(d, *extra):
+    return main(["audit", "--model", d["ckpt"], "--utkface", d["utk"], "--split", "all", "--batch-size", "16",
+                 "--threads", "1", *extra])
+
+
+def _block(text: str, task: str) -> str:
+    start = text.index(f"== {task}:")
+    end = text.find("\n== ", start + 1)
+    return text[start:end if end >= 0 else None]
+
+
+def test_audit_prints_groups_gaps_and_summary_and_writes_files(audit_data, tmp_path, capsys):
+    out, js = tmp_path / "out", tmp_path / "audit.json"
+    assert _audit(audit_data, "--min-count", "3", "--bootstrap", "50", "--out", str(out), "--json", str(js)) == 0
+    text = capsys.readouterr().out
+    assert "fairness audit by ethnicity, gender, age_band and their crossings" in text
+    assert "95% bootstrap confidence interval (50 resamples)" in text
+    gender = _block(text, "gender")
+    lines = gender.splitlines()
+    # per-group rows with the value, the CI and n, for single attributes and crossings
+    white = next(ln for ln in lines if ln.strip().startswith("white ") and "n=6" in ln)
+    assert "%" in white and "[" in white
+    assert "  by ethnicity x gender:" in gender and any("white & female" in ln and "n=3" in ln for ln in lines)
+    # a group under --min-count is "too few", an attribute value with no image is empty: never a percentage
+    asian = next(ln for ln in lines if ln.strip().startswith("asian "))
+    assert "too few (n=1)" in asian and "%" not in asian
+    others = next(ln for ln in lines if ln.strip().startswith("others "))
+    assert "no labelled images (n=0)" in others and "%" not in others
+    # worst / best / largest gap (with its CI), per grouping and for the task, and the plain-language summary
+    assert "  worst group: " in gender and "  best group: " in gender
+    gap = next(ln for ln in lines if ln.startswith("  largest gap: "))
+    assert "percentage points [" in gap
+    assert "    -> gap " in gender
+    summary = next(ln for ln in lines if ln.startswith("  summary: "))
+    assert "the model does worst for" in summary and "confidence interval of the gap" in summary
+    assert "were not compared" in summary  # the small groups are named as such
+    age = _block(text, "age")
+    assert "MAE (years), lower is better" in age and "largest gap: " in age and " years [" in age
+    # a task without labels is skipped with a note
+    assert "== emotion: skipped" in text and "no emotion labels in this data: task skipped" in text
+
+    # --out: fairness.csv, fairness.json, audit.html
+    assert str(out / "audit.html") in text
+    rows = list(csv.DictReader((out / "fairness.csv").open(newline="")))
+    assert list(rows[0]) == ["task", "grouping", "ethnicity", "gender", "age_band", "n", "metric", "value",
+                             "ci_low", "ci_high"]
+    assert {r["task"] for r in rows} == {"age", "gender", "ethnicity"}
+    data = json.loads((out / "fairness.json").read_text())
+    assert set(data) == {"model", "data", "fairness", "summary"}
+    assert set(data["fairness"]) >= {"group_keys", "min_count", "n_boot", "alpha", "tasks"}
+    g = data["fairness"]["tasks"]["gender"]
+    assert {"rows", "by_grouping", "worst_group", "best_group", "gap", "gap_ci_low", "gap_ci_high"} <= set(g)
+    assert data["summary"]["gender"] in text and "task skipped" in data["summary"]["emotion"]
+    assert json.loads(js.read_text()) == data
+
+    class Doc(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: list[str] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.ids.append(dict(attrs).get("id") or "")
+
+        def handle_data(self, d):
+            self.text.append(d)
+
+    html = (out / "audit.html").read_text(encoding="utf-8")
+    doc = Doc()
+    doc.feed(html)
+    assert "fairness" in doc.ids and "data" in doc.ids and "gallery" not in doc.ids
+    assert data["summary"]["gender"] in " ".join(doc.text)
+    assert "<script" not in html.lower() and "src=\"http" not in html
+    gender_html = html[html.index("gender — accuracy"):]
+    asian_row = gender_html[gender_html.index("ethnicity: asian"):]
+    asian_row = asian_row[:asian_row.index("</tr>")]
+    assert "too few (n=1)" in asian_row and "%" not in asian_row
+
+
+def test_by_restricts_groupings(audit_data, capsys):
+    assert _audit(audit_data, "--by", "gender", "--bootstrap", "0", "--min-count", "1") == 0
+    text = capsys.readouterr().out
+    assert "fairness audit by gender\n" in text and "no confidence intervals" in text
+    assert "by ethnicity" not in text and " x " not in _block(text, "gender")
+
+
+def test_bad_by_names_the_value_and_the_choices(audit_data, capsys):
+    assert _audit(audit_data, "--by", "ethnicity,race") == 1
+    err = capsys.readouterr().err
+    assert "'race'" in err and "age_band, ethnicity, gender" in err
+
+
+def test_no_group_labels_is_an_error(audit_data, capsys):
+    # FER2013 alone has no ethnicity/gender/age: refused before the model runs
+    assert main(["audit", "--model", audit_data["ckpt"], "--fer2013", audit_data["fer"]]) == 1
+    err = capsys.readouterr().err
+    assert "nothing to audit" in err and "--utkface" in err
+    # a manifest whose images carry only emotion labels: refused after the evaluation, with the same advice
+    man = audit_data["root"] / "emotion_only.csv"
+    man.write_text("path,emotion\nfer2013/test/happy/PublicTest_0.jpg,happy\n")
+    assert main(["audit", "--model", audit_data["ckpt"], "--manifest", str(man), "--split", "all"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing to audit" in err and "none of the 1 images" in err
+
+
+def test_gap_confidence_interval() -> None:
+    from facemtl.evaluate.fairness import format_fairness, group_table
+
+    recs = ([{"ethnicity": "white", "y_true": "happy", "y_pred": "happy"}] * 40
+            + [{"ethnicity": "black", "y_true": "happy", "y_pred": "happy" if i % 2 else "sad"} for i in range(40)]
+            + [{"ethnicity": "asian", "y_true": "happy", "y_pred": "sad"}] * 3)
+    t = group_table(recs, "emotion", ("ethnicity",), min_count=10, n_boot=200)
+    assert t["worst_group"]["group"] == {"ethnicity": "black"} and t["gap"] == pytest.approx(0.5)
+    assert 0 < t["gap_ci_low"] <= t["gap"] <= t["gap_ci_high"]  # 100% vs 50% on 40 each: a real gap
+    assert t == group_table(recs, "emotion", ("ethnicity",), min_count=10, n_boot=200)  # seeded
+    assert "gap_ci_low" not in group_table(recs, "emotion", ("ethnicity",), min_count=10)
+    text = format_fairness({"group_keys": ["ethnicity"], "min_count": 10, "n_boot": 200, "tasks": {"emotion": t}})
+    asian = next(ln for ln in text.splitlines() if ln.strip().startswith("asian"))
+    assert asian.split()[1:] == ["too", "few", "(n=3)"] and "excludes zero" in text
+    # one compared group: no gap, and the sentence says why
+    t1 = group_table(recs[:43], "emotion", ("ethnicity",), min_count=10, n_boot=50)
+    assert t1["gap"] is None and "gap_ci_low" not in t1
+    assert "only one group has at least 10 images" in format_fairness({"min_count": 10, "tasks": {"emotion": t1}})
+
+
+def test_group_keys_config_and_flags() -> None:
+    from facemtl.cli.__main__ import build_parser
+    from facemtl.errors import FacemtlError
+    from facemtl.evaluate.evaluate import EvaluateConfig
+
+    assert EvaluateConfig(utkface="x").group_keys == ("ethnicity", "gender", "age_band")
+    assert EvaluateConfig(utkface="x", group_keys=("gender, age_band", "gender")).group_keys == ("gender", "age_band")
+    with pytest.raises(FacemtlError, match="choose from"):
+        EvaluateConfig(utkface="x", group_keys=" , ")
+    with pytest.raises(FacemtlError, match="bootstrap"):
+        EvaluateConfig(utkface="x", bootstrap=-1)
+    # evaluate shares the flags; --fairness-min-count still works as an alias of --min-count
+    args = build_parser().parse_args(["evaluate", "--utkface", "x", "--fairness-min-count", "5", "--by", "gender"])
+    assert args.fairness_min_count == 5 and args.group_keys == ["gender"]
+
+
+def test_limit_with_val_split_stays_inside_the_checkpoints_val_split(audit_data):
+    """--limit with --split val subsamples the split the checkpoint was trained with (its own limit: none),
+    instead of re-splitting a subsample, whose "val" could hold training images."""
+    import torch
+
+    from facemtl.evaluate.evaluate import EvaluateConfig, evaluate
+    from facemtl.models import create_model, save_checkpoint
+    from facemtl.tasks import list_tasks
+    from facemtl.train.data import gather_records
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(audit_data["root"] / "half_val.pt",
+                           create_model("tiny", tasks=list_tasks(), input_size=32).eval(),
+                           extra={"train_config": {"seed": 3, "val_fraction": 0.5, "limit": None}})
+    records, _, _ = gather_records(audit_data["utk"], None, (), None, 0.5, 3)
+    val = {r.path for r in records if r.split == "val"}
+    assert 3 <= len(val) < len(records)
+    rep = evaluate(EvaluateConfig(model=str(ckpt), utkface=audit_data["utk"], split="val", limit=3, bootstrap=0,
+                                  batch_size=16, keep_samples=True))
+    paths = [s["path"] for s in rep["samples"]]
+    assert len(paths) == 3 and set(paths) <= val
