@@ -6,6 +6,7 @@ at 112 px (``~/.cache/facemtl``); a model with a smaller input size sees the cro
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -23,6 +24,26 @@ from facemtl.train.loop import TrainConfig, predict_arrays, selection_score, tra
 
 CACHE_SIZE = 112
 HEADLINE = {"age": "mae", "gender": "accuracy", "emotion": "accuracy", "ethnicity": "accuracy"}
+
+
+def add_budget_args(ap: argparse.ArgumentParser, out: str, limit_help: str) -> None:
+    """The flags every training benchmark shares: what is trained, for how long, where."""
+    ap.add_argument("--backbone", default="lite0")
+    ap.add_argument("--input-size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, help=limit_help)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path(out))
+
+
+def budget_config(a: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields from those flags; every model of a comparison gets exactly these."""
+    return {"backbone": a.backbone, "input_size": a.input_size, "epochs": a.epochs, "batch_size": a.batch_size,
+            "lr": a.lr, "weight_decay": 0.01, "seed": a.seed, "patience": 1000, "threads": a.threads,
+            "device": "cpu"}
 
 
 def load_sources(utkface: Path | None = DATA / "utkface", fer2013: Path | None = DATA / "fer2013",

@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from _common import print_load_end, setup, table
-from _training import load_sources, task_metrics, train_resumable, val_outputs
+from _training import add_budget_args, budget_config, load_sources, task_metrics, train_resumable, val_outputs
 
 from facemtl.evaluate.fairness import build_records, fairness_report
 from facemtl.train.balance import BALANCE_MODES
@@ -39,15 +38,7 @@ def main() -> None:
     ap.add_argument("--group-keys", default="ethnicity,gender", help="attributes the audit groups by")
     ap.add_argument("--min-count", type=int, default=30)
     ap.add_argument("--bootstrap", type=int, default=500)
-    ap.add_argument("--backbone", default="lite0")
-    ap.add_argument("--input-size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, help="at most this many UTKFace images (quick trial)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("runs/bench_bias"))
+    add_budget_args(ap, "runs/bench_bias", "at most this many UTKFace images (quick trial)")
     a = ap.parse_args()
     setup(a.threads)
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
@@ -56,10 +47,8 @@ def main() -> None:
     sources = load_sources(fer2013=None, limit=a.limit)
     results: dict[str, dict] = {}
     for mode in modes:
-        cfg = TrainConfig(out=str(a.out / f"{mode}-s{a.seed}"), backbone=a.backbone, input_size=a.input_size,
-                          tasks=TASKS, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=0.01,
-                          seed=a.seed, balance=mode, balance_by=balance_by, patience=1000, threads=a.threads,
-                          device="cpu")
+        cfg = TrainConfig(out=str(a.out / f"{mode}-s{a.seed}"), tasks=TASKS, balance=mode, balance_by=balance_by,
+                          **budget_config(a))
         t0 = time.time()
         run = train_resumable(cfg, sources)
         outputs = val_outputs(run["last"], sources)

@@ -32,7 +32,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 from _common import median, print_load_end, setup, table, time_calls
-from _training import HEADLINE, average_performance, load_sources, task_metrics, train_resumable, val_outputs
+from _training import (
+    HEADLINE,
+    add_budget_args,
+    average_performance,
+    budget_config,
+    load_sources,
+    task_metrics,
+    train_resumable,
+    val_outputs,
+)
 
 from facemtl.models import load_checkpoint
 from facemtl.tasks import list_tasks
@@ -70,16 +79,8 @@ def peak_memory_mb(checkpoints: list[str], size: int, threads: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backbone", default="lite0")
-    ap.add_argument("--input-size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, help="at most this many images per dataset (quick trial)")
-    ap.add_argument("--threads", type=int, default=2)
+    add_budget_args(ap, "runs/bench_mtl", "at most this many images per dataset (quick trial)")
     ap.add_argument("--seconds", type=float, default=3.0, help="timing time per model and batch size")
-    ap.add_argument("--out", type=Path, default=Path("runs/bench_mtl"))
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -88,8 +89,7 @@ def main() -> None:
     setup(a.threads)
     sources = load_sources(limit=a.limit)
     tasks = list_tasks()
-    common = dict(backbone=a.backbone, input_size=a.input_size, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                  weight_decay=0.01, seed=a.seed, patience=1000, threads=a.threads, device="cpu")
+    common = budget_config(a)
     plans = {"multi-task": (tuple(tasks), None)} | {f"single: {t}": ((t,), {SOURCE_OF[t]}) for t in tasks}
     runs: dict[str, dict] = {}
     for name, (run_tasks, keep) in plans.items():

@@ -20,7 +20,7 @@ from ..train.data import gather_records
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
 
-__all__ = ["EvaluateConfig", "evaluate", "SPLITS"]
+__all__ = ["SPLITS", "EvaluateConfig", "evaluate"]
 
 log = logging.getLogger(__name__)
 SPLITS = ("val", "test", "train", "all")

@@ -170,7 +170,7 @@ def _gap_ci(best: np.ndarray, worst: np.ndarray, higher_is_better: bool, n_boot:
     b = _bootstrap_means(best, n_boot, seed)
     w = _bootstrap_means(worst, n_boot, seed + 1)  # another stream: the groups are independent samples
     lo, hi = _percentile_interval(b - w if higher_is_better else w - b, alpha)
-    return _finite_or_none(lo), _finite_or_none(hi)
+    return finite_number(lo), finite_number(hi)
 
 
 # --------------------------------------------------------------------------- records
@@ -334,8 +334,6 @@ def _extremes(rows: Sequence[dict[str, Any]], higher_is_better: bool, min_count:
     return out
 
 
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def group_table(
@@ -409,7 +407,7 @@ def group_table(
         }
         if n_boot > 0:
             lo, hi = bootstrap_mean_ci(v, n_boot, alpha, seed)
-            row["ci_low"], row["ci_high"] = _finite_or_none(lo), _finite_or_none(hi)
+            row["ci_low"], row["ci_high"] = finite_number(lo), finite_number(hi)
         return row
 
     rows: list[dict[str, Any]] = []
@@ -463,7 +461,7 @@ def group_table(
     }
     if n_boot > 0 and all_scores.size:
         lo, hi = bootstrap_mean_ci(all_scores, n_boot, alpha, seed)
-        table["ci_low"], table["ci_high"] = _finite_or_none(lo), _finite_or_none(hi)
+        table["ci_low"], table["ci_high"] = finite_number(lo), finite_number(hi)
     table.update(with_gap_ci(_extremes(rows, higher_is_better, min_count)))
     if not all_scores.size:
         table["note"] = f"no record has both a true and a predicted {spec.name!r}"
@@ -557,7 +555,8 @@ def fairness_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- plain-language text
 
 
-def _number(x: Any) -> float | None:
+def finite_number(x: Any) -> float | None:
+    """``x`` as a float when it is a finite number (not a bool), else None."""
     if x is None or isinstance(x, bool):
         return None
     try:
@@ -570,7 +569,7 @@ def _number(x: Any) -> float | None:
 def format_value(metric: str, value: Any) -> str:
     """A headline value as text: accuracy as a percentage (``"93.1%"``), MAE in years (``"5.43"``);
     ``"n/a"`` when missing."""
-    v = _number(value)
+    v = finite_number(value)
     if v is None:
         return "n/a"
     return f"{100 * v:.1f}%" if metric == "accuracy" else f"{v:.2f}"
@@ -578,7 +577,7 @@ def format_value(metric: str, value: Any) -> str:
 
 def _format_gap(metric: str, value: Any, unit: bool = True) -> str:
     """A gap (or a bound of its CI, which may be negative): percentage points for accuracy, years for MAE."""
-    v = _number(value)
+    v = finite_number(value)
     if v is None:
         return "n/a"
     if metric == "accuracy":
@@ -628,7 +627,7 @@ def fairness_sentence(task: str, table: Mapping[str, Any], group_keys: Sequence[
     s = (f"{task} ({name}, {better} is better): the model does worst for {group_name(w['group'])} "
          f"({format_value(metric, w['value'])}, n={w['n']}) and best for {group_name(b['group'])} "
          f"({format_value(metric, b['value'])}, n={b['n']}), a gap of {_format_gap(metric, gap)}.")
-    lo, hi = _number(table.get("gap_ci_low")), _number(table.get("gap_ci_high"))
+    lo, hi = finite_number(table.get("gap_ci_low")), finite_number(table.get("gap_ci_high"))
     overlap = table.get("cis_overlap")
     if lo is not None and hi is not None:
         s += (f" The {_confidence(alpha)}% confidence interval of the gap is {_format_gap(metric, lo, False)} to "
@@ -655,7 +654,7 @@ def _labelled(row: Mapping[str, Any], metric: str) -> str:
 
 def _ci_text(row: Mapping[str, Any], metric: str, lo_key: str = "ci_low", hi_key: str = "ci_high",
              gap: bool = False) -> str:
-    lo, hi = _number(row.get(lo_key)), _number(row.get(hi_key))
+    lo, hi = finite_number(row.get(lo_key)), finite_number(row.get(hi_key))
     if lo is None or hi is None:
         return ""
     f = (lambda v: _format_gap(metric, v, False)) if gap else (lambda v: format_value(metric, v))
@@ -724,7 +723,7 @@ def format_fairness(report: Mapping[str, Any], detail: bool = True) -> str:
         for grouping in dict.fromkeys([*keys, *rows_by]):
             cells: list[tuple[str, str]] = []
             for r in rows_by.get(grouping, []):
-                if r["n"] < min_count or _number(r.get("value")) is None:
+                if r["n"] < min_count or finite_number(r.get("value")) is None:
                     cells.append((_short(r["group"]), f"too few (n={r['n']})"))
                 else:
                     ci = _ci_text(r, metric)

@@ -26,6 +26,7 @@ from .fairness import (
     DEFAULT_GROUP_KEYS,
     fairness_rows,
     fairness_sentence,
+    finite_number,
     format_value,
     group_name,
     group_values,
@@ -67,20 +68,10 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _fmt(x: Any, metric: str = "", digits: int = 2) -> str:
     if isinstance(x, str):
         return x
-    v = _num(x)
+    v = finite_number(x)
     if v is None:
         return "n/a"
     if metric in _PCT:
@@ -212,7 +203,7 @@ def _error_histogram(errors: list[float], width: float = 2.0, limit: float = 40.
 
 def _mae_band_chart(by_band: Mapping[str, Mapping[str, Any]]) -> str:
     bands = list(by_band)
-    vals = [_num(by_band[b].get("mae")) for b in bands]
+    vals = [finite_number(by_band[b].get("mae")) for b in bands]
     top = max([v for v in vals if v is not None] + [1.0]) * 1.2
     p = _Plot("MAE per age band", (0, len(bands)), (0, top), "true age band (years)", "MAE (years)",
               kind="chart bars")
@@ -232,7 +223,7 @@ def _reliability_chart(task: str, bins: Sequence[Mapping[str, Any]], ece: Any) -
               "accuracy", kind="chart reliability")
     p.line(0, 0, 1, 1)
     for b in bins:
-        acc, conf, n = _num(b.get("accuracy")), _num(b.get("confidence")), b.get("count", 0)
+        acc, conf, n = finite_number(b.get("accuracy")), finite_number(b.get("confidence")), b.get("count", 0)
         lo, hi = float(b["lo"]), float(b["hi"])
         if acc is None or not n:
             continue
@@ -351,7 +342,7 @@ def _age_section(metrics: Mapping[str, Mapping[str, Any]], samples: Sequence[Map
     if isinstance(m.get("mae_by_band"), Mapping):
         charts.append(_mae_band_chart(m["mae_by_band"]))
     pairs = [(float(s["true"]["age"]), float(s["pred"]["age"])) for s in samples or ()
-             if _num(s.get("true", {}).get("age")) is not None and _num(s.get("pred", {}).get("age")) is not None]
+             if finite_number(s.get("true", {}).get("age")) is not None and finite_number(s.get("pred", {}).get("age")) is not None]
     extra = ""
     if pairs:
         charts.insert(0, _age_scatter([t for t, _ in pairs], [p for _, p in pairs]))
@@ -381,7 +372,7 @@ def _calibration_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _gap(metric: str, v: Any) -> str:
     """A gap or a bound of its CI: percentage points for accuracy, years for MAE ("n/a" when missing)."""
-    x = _num(v)
+    x = finite_number(v)
     if x is None:
         return "n/a"
     return f"{100 * x:.1f} pts" if metric == "accuracy" else f"{x:.2f}"
