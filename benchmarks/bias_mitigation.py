@@ -35,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modes", default=",".join(BALANCE_MODES))
     ap.add_argument("--balance-by", default="ethnicity", help="attributes balanced in training (comma-separated)")
+    ap.add_argument("--balance-power", type=float, default=1.0, help="1: fully balanced; 0.5: halfway")
     ap.add_argument("--group-keys", default="ethnicity,gender", help="attributes the audit groups by")
     ap.add_argument("--min-count", type=int, default=30)
     ap.add_argument("--bootstrap", type=int, default=500)
@@ -47,8 +48,9 @@ def main() -> None:
     sources = load_sources(fer2013=None, limit=a.limit)
     results: dict[str, dict] = {}
     for mode in modes:
-        cfg = TrainConfig(out=str(a.out / f"{mode}-s{a.seed}"), tasks=TASKS, balance=mode, balance_by=balance_by,
-                          **budget_config(a))
+        power = "" if mode == "none" or a.balance_power == 1.0 else f"-p{a.balance_power:g}"
+        cfg = TrainConfig(out=str(a.out / f"{mode}{power}-s{a.seed}"), tasks=TASKS, balance=mode, balance_by=balance_by,
+                          balance_power=a.balance_power, **budget_config(a))
         t0 = time.time()
         run = train_resumable(cfg, sources)
         outputs = val_outputs(run["last"], sources)
@@ -81,7 +83,7 @@ def main() -> None:
     table(["mode", "age MAE", "worst group MAE", "gap", "gender %", "worst group %", "gap", "eth %",
            "eth bal %", "eth F1 %", "worst group %", "gap"], rows,
           title=f"UTKFace val, {a.backbone} @{a.input_size} px, {a.epochs} epochs, balanced by "
-                f"{'+'.join(balance_by)}; groups by {'+'.join(group_keys)} (and crossings), n >= {a.min_count}")
+                f"{'+'.join(balance_by)} (power {a.balance_power:g}); groups by {'+'.join(group_keys)} (and crossings), n >= {a.min_count}")
     base = "none" if "none" in results else None
     if base:
         print("\nchange vs none (negative MAE and positive % are better):")
@@ -101,8 +103,9 @@ def main() -> None:
                     parts.append(f"worst {t} {scale * (w['value'] - wb['value']):+.{2 if t == 'age' else 1}f}")
             print(f"  {mode}: " + "; ".join(parts))
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"results-s{a.seed}.json").write_text(json.dumps(results, indent=1, default=str))
-    print(f"\nfull results: {a.out / f'results-s{a.seed}.json'}")
+    name = f"results-p{a.balance_power:g}-s{a.seed}.json"
+    (a.out / name).write_text(json.dumps(results, indent=1, default=str))
+    print(f"\nfull results: {a.out / name}")
     print_load_end()
 
 
