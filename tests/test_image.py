@@ -210,6 +210,18 @@ def test_max_pixels(tmp_path, face_image):
     assert load_image(p, max_pixels=None).shape == (64, 64, 3)
 
 
+def test_images_pil_refuses_to_open_get_the_pixel_limit_message(tmp_path, monkeypatch):
+    p = tmp_path / "bomb.png"
+    Image.new("L", (1000, 1000)).save(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300_000)  # PIL refuses past 600,000 px, before our check
+    with pytest.raises(InvalidInputError, match=r"bomb\.png: 1\.0 megapixels is above the limit of 0\.6 megapixels"):
+        load_image(p)
+    with pytest.raises(InvalidInputError, match=r"above the limit of 0\.5 megapixels; downscale it"):
+        load_image(p, max_pixels=500_000)  # the smaller of ours and PIL's is the one that applied
+    with pytest.raises(InvalidInputError, match=r"above the limit of 0\.6 megapixels"):
+        load_image(p, max_pixels=None)  # our check off: PIL's still holds
+
+
 def test_errors_are_value_errors_too(tmp_path):
     with pytest.raises(ValueError):
         load_image(tmp_path / "nope.png")

@@ -137,6 +137,13 @@ def test_upload_and_pixel_limits_are_413(analyzer, jpeg):
     assert client.post("/predict", files={"file": ("s.jpg", small, "image/jpeg")}).status_code == 200
 
 
+def test_image_pil_refuses_to_open_is_413_with_the_size(client, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300_000)  # PIL refuses past 600,000 px while reading the header
+    r = client.post("/predict", files={"file": ("bomb.jpg", _jpeg(np.zeros((1000, 1000, 3), np.uint8)), "image/jpeg")})
+    assert r.status_code == 413
+    assert r.json()["error"] == "bomb.jpg: 1.0 megapixels is above the limit of 0.6 megapixels; downscale it"
+
+
 def test_batch_multipart_and_json_record_per_item_errors(client, jpeg):
     files = [("files", ("a.jpg", jpeg, "image/jpeg")), ("files", ("bad.jpg", b"nope", "image/jpeg")),
              ("files", ("c.jpg", jpeg, "image/jpeg"))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Union
@@ -119,10 +120,25 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
                 return np.asarray(to_rgb(img))
     except InvalidInputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InvalidInputError(f"{name}: {too_many_pixels_message(exc, max_pixels)}") from None
+    except UnidentifiedImageError as exc:
         raise InvalidInputError(f"not a readable image ({exc.__class__.__name__}): {name}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInputError(f"cannot decode image {name}: {exc}") from None
+
+
+def too_many_pixels_message(exc: Exception, max_pixels: int | None) -> str:
+    """What to say when PIL refuses to open an image (``Image.DecompressionBombError``).
+
+    PIL raises past twice ``Image.MAX_IMAGE_PIXELS`` while reading the header, before our own ``max_pixels``
+    check can see the size; its message holds the pixel count, which is repeated here with the limit that applied.
+    """
+    pil_limit = 2 * Image.MAX_IMAGE_PIXELS
+    limit = pil_limit if max_pixels is None else min(max_pixels, pil_limit)
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(m.group(1)) / 1e6:.1f} megapixels" if m else "the image"
+    return f"{size} is above the limit of {limit / 1e6:.1f} megapixels; downscale it"
 
 
 def _check_pixels(w: int, h: int, max_pixels: int | None, name: str) -> None:

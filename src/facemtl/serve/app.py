@@ -27,7 +27,7 @@ from .. import __version__
 from .._optional import require
 from ..analyzer import ItemError
 from ..errors import FacemtlError, InvalidInputError, UnknownNameError
-from ..image import load_image
+from ..image import load_image, too_many_pixels_message
 from ._worker import InferenceWorker
 
 __all__ = ["ServeError", "create_app"]
@@ -68,8 +68,8 @@ def _decode_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
             w, h = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ServeError(400, f"{name}: not a readable image (JPEG, PNG, WebP, BMP, TIFF, GIF...)") from None
-    except Image.DecompressionBombError:
-        raise ServeError(413, f"{name}: image has too many pixels") from None
+    except Image.DecompressionBombError as exc:
+        raise ServeError(413, f"{name}: {too_many_pixels_message(exc, max_pixels)}") from None
     if w * h > max_pixels:
         raise ServeError(413, f"{name}: {w}x{h} = {w * h / 1e6:.1f} megapixels is above the limit of "
                          f"{max_pixels / 1e6:.1f}; downscale it")
