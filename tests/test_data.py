@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import FER2013, UTKFACE, draw_face, needs_data
 from facemtl.data.cache import build_cache, decode_record
+from facemtl.preprocess import DEFAULT_FRAMING, center_crop, context_size
 from facemtl.data.datasets import (FER2013_EMOTIONS, UTKFACE_GENDER, UTKFACE_RACE, DatasetIndex, Record,
                                    deduplicate, load_fer2013, load_manifest, load_utkface)
 from facemtl.data.split import make_split, read_split_manifest, write_split_manifest
@@ -174,7 +175,7 @@ def test_fer_csv_built_from_real_images(tmp_path):
     for r, a, f in zip(idx.records, arrays, files):
         assert np.array_equal(r.pixels, a)
         # the same crop from the CSV pixels and from the JPEG
-        assert np.array_equal(decode_record(r, 48), decode_record(Record("fer2013", path=str(f)), 48))
+        assert np.array_equal(decode_record(r, 48)[0], decode_record(Record("fer2013", path=str(f)), 48)[0])
 
 
 # -- manifests ------------------------------------------------------------------------------------------------
@@ -330,27 +331,32 @@ def test_build_cache_shapes_reuse_and_unreadable(tiny_dataset, tmp_path):
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
     recs.append(Record("utkface", path=str(bad)))
     cache = tmp_path / "cache"
-    imgs, ok = build_cache(recs, 32, cache)
-    assert imgs.shape == (9, 32, 32, 3) and imgs.dtype == np.uint8
+    c = build_cache(recs, 32, cache)
+    imgs, ok = c.images, c.ok
+    side = context_size(32, DEFAULT_FRAMING.context)
+    assert imgs.shape == (9, side, side, 3) and imgs.dtype == np.uint8
     assert ok.tolist() == [True] * 8 + [False]
-    assert np.array_equal(imgs[0], decode_record(recs[0], 32))
+    assert np.array_equal(imgs[0], decode_record(recs[0], 32, with_context=True)[0])
+    assert np.array_equal(center_crop(imgs[:1], 32)[0], decode_record(recs[0], 32)[0])  # context -> canonical
     files = sorted(p.name for p in cache.iterdir())
     assert len(files) == 2 and not any(".tmp" in f for f in files)
     mtimes = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
-    imgs2, ok2 = build_cache(recs, 32, cache)  # reused, not rebuilt
+    c2 = build_cache(recs, 32, cache)  # reused, not rebuilt
     assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == mtimes
-    assert np.array_equal(imgs2, imgs) and np.array_equal(ok2, ok)
+    assert np.array_equal(c2.images, imgs) and np.array_equal(c2.ok, ok) and np.array_equal(c2.found, c.found)
     build_cache(recs[:4], 32, cache)  # other records: another file
     assert len(list(cache.iterdir())) == 4
 
 
 def test_grayscale_source_gives_three_equal_channels(tiny_dataset, tmp_path):
     recs = load_fer2013(tiny_dataset.fer2013).records
-    imgs, ok = build_cache(recs, 48, tmp_path / "cache")
-    assert ok.all() and imgs.shape == (5, 48, 48, 3)
+    c = build_cache(recs, 48, tmp_path / "cache")
+    imgs, ok = c.images, c.ok
+    side = context_size(48, DEFAULT_FRAMING.context)
+    assert ok.all() and imgs.shape == (5, side, side, 3)
     assert (imgs == imgs[..., :1]).all()
     x = torch.from_numpy(np.array(imgs)).permute(0, 3, 1, 2)  # the cache is a read-only memory map
-    geo_only = AugmentConfig(brightness=0.0, contrast=0.0, grayscale_p=0.0)
+    geo_only = AugmentConfig.off(rotation_deg=15.0, shift=0.06, zoom=0.1, hflip=True)
     out = augment_batch(x, 64, geo_only, torch.Generator().manual_seed(0))
     assert out.shape == (5, 3, 64, 64) and out.dtype == torch.float32
     torch.testing.assert_close(out[:, 0], out[:, 1], rtol=0, atol=1e-6)
@@ -367,9 +373,19 @@ def test_augment_batch_shapes_ranges_and_seed():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert x.dtype == torch.uint8  # the input is not modified in place
     # nothing to do: identity geometry and colour gives the resized image back
-    none = AugmentConfig(rotation_deg=0, shift=0, zoom=0, hflip=False, brightness=0, contrast=0, grayscale_p=0)
+    none = AugmentConfig.off()
     same = augment_batch(x, 80, none)
     torch.testing.assert_close(same, x.float() / 255.0, rtol=0, atol=1e-5)
+    # a context crop (the training cache's) at identity gives exactly its centre: the canonical crop
+    ctx = torch.randint(0, 256, (2, 3, 140, 140), dtype=torch.uint8)
+    centre = augment_batch(ctx, 112, none, context=1.25)
+    torch.testing.assert_close(centre, ctx[:, :, 14:126, 14:126].float() / 255.0, rtol=0, atol=1e-4)
+    # every photometric step stays in range and changes something
+    for step in ("blur_p", "sharpen_p", "lowres_p", "jpeg_p", "noise_p", "occlusion_p", "sepia_p", "shading_p"):
+        one = AugmentConfig.off(**{step: 1.0})
+        out = augment_batch(x, 80, one, torch.Generator().manual_seed(0))
+        assert out.min() >= 0.0 and out.max() <= 1.0, step
+        assert (out - x.float() / 255.0).abs().mean() > 1e-3, step
     # a large source is shrunk without error
     big = torch.randint(0, 256, (2, 3, 300, 300), dtype=torch.uint8)
     assert augment_batch(big, 32, cfg).shape == (2, 3, 32, 32)

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .crop import CropGeometry, crop_face
+from .crop import CropGeometry
 from .detect import Detection, FaceDetector, create_detector, default_detector_name
 from .errors import FacemtlError
 from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from .models.factory import load_checkpoint
-from .models.multitask import MultiTaskNet
+from .models.multitask import MultiTaskNet, predict_crops_raw
+from .preprocess import DEFAULT_FRAMING, Framing, frame_face_crop, photo_crop
 from .results import Box, Face, ImageResult, Prediction
 from .tasks import AGE_GROUPS, TaskSpec, age_group
 
@@ -111,11 +112,12 @@ class FaceAnalyzer:
     def __init__(self, model: MultiTaskNet, detector: FaceDetector, input_size: int,
                  geometry: CropGeometry | None = None, tasks: Sequence[str] | None = None,
                  device: str | torch.device = "cpu", options: AnalyzerOptions | None = None,
-                 info: dict[str, Any] | None = None) -> None:
+                 info: dict[str, Any] | None = None, framing: Framing | None = None) -> None:
         self.model = model
         self.detector = detector
         self.input_size = int(input_size)
         self.geometry = geometry or CropGeometry()
+        self.framing = framing or DEFAULT_FRAMING
         self.device = torch.device(device)
         self.tasks = tuple(t for t in model.tasks if tasks is None or t.name in tasks)
         self.options = options or AnalyzerOptions()
@@ -155,10 +157,12 @@ class FaceAnalyzer:
             model, meta = load_checkpoint(path, tasks=tasks, device=device)
         pre = meta.get("preprocess", {})
         geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
+        framing = Framing.from_dict(pre.get("framing"))
         if detector is None or isinstance(detector, str):
             detector = create_detector(detector or default_detector_name(), **(detector_options or {}))
         return cls(model, detector, pre.get("input_size") or model.config.input_size, geometry, tasks, device,
-                   AnalyzerOptions(**options), info={"checkpoint": str(path), **meta.get("model_config", {})})
+                   AnalyzerOptions(**options), info={"checkpoint": str(path), **meta.get("model_config", {})},
+                   framing=framing)
 
     # -- single images -------------------------------------------------------------------------------
     def __call__(self, source: ImageInput | Sequence[ImageInput]) -> ImageResult | list[ImageResult]:
@@ -179,13 +183,19 @@ class FaceAnalyzer:
         except FacemtlError as exc:
             return name, None, [], [], {}, exc
         t1 = time.perf_counter()
-        # Detectors are not thread-safe (OpenCV's cascade segfaults, LiteRT's interpreter refuses concurrent
-        # calls): decoding runs ahead in threads, detection one image at a time.
-        with self._detect_lock:
-            dets = self._select(self.detector.detect(image))
-        t2 = time.perf_counter()
-        crops = [crop_face(image, d.box.xyxy, np.asarray(d.landmarks) if d.landmarks else None, self.input_size,
-                           self.geometry) for d in dets]
+        if getattr(self.detector, "name", None) == "none":  # the image is the face: framed as in training
+            crop, _ = self.frame_crop(image)
+            h, w = image.shape[:2]
+            dets = [Detection(Box(0.0, 0.0, float(w), float(h)), 1.0, None)]  # the face is the whole image
+            t2 = time.perf_counter()
+            crops = [crop]
+        else:
+            # Detectors are not thread-safe (OpenCV's cascade segfaults, LiteRT's interpreter refuses concurrent
+            # calls): decoding runs ahead in threads, detection one image at a time.
+            with self._detect_lock:
+                dets = self._select(self.detector.detect(image))
+            t2 = time.perf_counter()
+            crops = [photo_crop(image, d, self.input_size, self.geometry, self.framing) for d in dets]
         t3 = time.perf_counter()
         timings = {"load": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "crop": (t3 - t2) * 1e3}
         return name, image, dets, crops, timings, None
@@ -200,23 +210,28 @@ class FaceAnalyzer:
             dets = sorted(dets, key=lambda d: -d.score)[: o.max_faces]
         return dets
 
-    @torch.no_grad()
-    def predict_crops(self, crops: Sequence[np.ndarray | ImageInput]) -> list[dict[str, Prediction]]:
-        """Predict on images that already are face crops (arrays or paths), e.g. UTKFace or FER2013 files.
+    def frame_crop(self, image: ImageInput) -> tuple[np.ndarray, Detection | None]:
+        """The model input for an image that *is* a face crop, exactly as the training cache makes it
+        (:func:`facemtl.preprocess.frame_face_crop`): (crop, the face found in it or None)."""
+        from .data.cache import framing_detector
 
-        Each is made square and resized with the same crop function training used.
-        """
-        # Only a ready RGB uint8 crop skips load_image: a float [0, 1] or RGBA array of the right size must be
-        # converted too (it would otherwise be divided by 255 again, or fed as 4 channels).
-        arrays = [c if (isinstance(c, np.ndarray) and c.dtype == np.uint8 and c.shape == (self.input_size,) * 2 + (3,))
-                  else crop_face(load_image(c), None, size=self.input_size) for c in crops]
-        out: list[dict[str, Prediction]] = []
-        bs = self.options.batch_size
-        for i in range(0, len(arrays), bs):
-            x = torch.from_numpy(np.stack(arrays[i:i + bs])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            raw = self.model.predict(x, flip_tta=self.options.flip_tta)
-            out.extend(decode_outputs(self.tasks, raw))
-        return out
+        img = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
+            and image.shape[2] == 3 else load_image(image, max_pixels=self.options.max_pixels)
+        return frame_face_crop(img, framing_detector(self.framing), self.input_size, self.geometry, self.framing)
+
+    def predict_crops(self, crops: Sequence[np.ndarray | ImageInput]) -> list[dict[str, Prediction]]:
+        """Predict on images that already are face crops (arrays, paths, bytes), e.g. UTKFace or FER2013 files:
+        the same as ``--detector none``. Each is framed exactly as training framed its images."""
+        return self.predict_canonical([self.frame_crop(c)[0] for c in crops])
+
+    @torch.no_grad()
+    def predict_canonical(self, crops: Sequence[np.ndarray]) -> list[dict[str, Prediction]]:
+        """Predict on canonical (input_size, input_size, 3) uint8 crops, as made by :mod:`facemtl.preprocess`."""
+        if not len(crops):
+            return []
+        raw = predict_crops_raw(self.model, np.stack(crops), self.input_size, self.options.batch_size,
+                                self.options.flip_tta, self.device if isinstance(self.model, torch.nn.Module) else None)
+        return decode_outputs(self.tasks, raw)
 
     def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2
                      ) -> Iterator[ImageResult | ItemError]:
@@ -245,7 +260,7 @@ class FaceAnalyzer:
     def _finish(self, prepared: list[tuple[Any, ...]], errors: str) -> Iterator[ImageResult | ItemError]:
         all_crops = [c for p in prepared for c in p[3]]
         t0 = time.perf_counter()
-        preds = self.predict_crops(all_crops) if all_crops else []
+        preds = self.predict_canonical(all_crops) if all_crops else []
         per_face_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(all_crops))
         k = 0
         for name, image, dets, crops, timings, exc in prepared:

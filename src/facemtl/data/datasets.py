@@ -10,6 +10,8 @@ import hashlib
 import logging
 import math
 import re
+import threading
+import zipfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,8 +23,9 @@ from ..errors import DatasetError, unknown_name
 from ..image import IMAGE_EXTENSIONS
 from ..tasks import get_task, list_tasks
 
-__all__ = ["Record", "DatasetIndex", "target_arrays", "load_utkface", "load_fer2013", "load_manifest", "UTKFACE_GENDER",
-           "UTKFACE_RACE", "FER2013_EMOTIONS", "deduplicate"]
+__all__ = ["Record", "DatasetIndex", "target_arrays", "extra_targets", "load_utkface", "load_fer2013", "load_manifest",
+           "load_fairface", "load_celeba_gender", "UTKFACE_GENDER", "UTKFACE_RACE", "FER2013_EMOTIONS",
+           "FAIRFACE_RACE", "FAIRFACE_AGE", "FERPLUS_TO_EMOTION", "deduplicate"]
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +33,28 @@ log = logging.getLogger(__name__)
 UTKFACE_GENDER = {0: "male", 1: "female"}
 UTKFACE_RACE = {0: "white", 1: "black", 2: "asian", 3: "indian", 4: "others"}
 FER2013_EMOTIONS = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "sad", 5: "surprise", 6: "neutral"}
+# FairFace's seven races -> our five classes (the ONE place this mapping lives; the seven stay in
+# Record.meta["race7"]). Age bins are intervals [lo, hi) in years, never midpoints.
+FAIRFACE_RACE = {"White": "white", "Black": "black", "East Asian": "asian", "Southeast Asian": "asian",
+                 "Indian": "indian", "Latino_Hispanic": "others", "Middle Eastern": "others"}
+FAIRFACE_AGE = {"0-2": (0.0, 3.0), "3-9": (3.0, 10.0), "10-19": (10.0, 20.0), "20-29": (20.0, 30.0),
+                "30-39": (30.0, 40.0), "40-49": (40.0, 50.0), "50-59": (50.0, 60.0), "60-69": (60.0, 70.0),
+                "more than 70": (70.0, math.inf)}
+# FER+ vote columns -> our emotion labels (contempt, unknown and NF have no class here and are left out).
+FERPLUS_TO_EMOTION = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy",
+                      "sadness": "sad", "surprise": "surprise", "neutral": "neutral"}
 _FER_SPLITS = {"train": "train", "test": "val", "training": "train", "publictest": "val", "privatetest": "test"}
 _UTK_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,})\.jpg\.chip\.jpg$")
 
 
 @dataclass
 class Record:
-    """One labelled image. ``path`` or ``pixels`` (an in-memory grayscale/RGB array, for CSV sources)."""
+    """One labelled image: a file ``path``, a ``member`` of the zip file at ``path``, or ``pixels`` (an
+    in-memory grayscale/RGB array, for CSV sources).
+
+    ``intervals`` holds labels known only as a range (FairFace's age bins: ``{"age": (20.0, 30.0)}``),
+    ``soft`` label distributions (FER+ votes: ``{"emotion": array of 7}``), ``meta`` raw dataset fields.
+    """
 
     source: str
     path: str | None = None
@@ -44,18 +62,36 @@ class Record:
     labels: dict[str, str | float | None] = field(default_factory=dict)
     split: str | None = None  # fixed by the dataset (FER2013) or assigned by make_split
     digest: str = ""
+    member: str | None = None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    soft: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
+        if self.member is not None:
+            return f"{self.path}!{self.member}"
         return self.path if self.path is not None else f"{self.source}#{self.digest}"
+
+    def read_bytes(self) -> bytes:
+        """The image file's bytes (from the folder or from inside its zip)."""
+        if self.member is not None:
+            return _zip_handle(self.path).read(self.member)  # type: ignore[arg-type]
+        with open(self.path, "rb") as f:  # type: ignore[arg-type]
+            return f.read()
+
+    def image_source(self) -> np.ndarray | bytes | str:
+        """What :func:`facemtl.image.load_image` reads for this record."""
+        if self.pixels is not None:
+            return self.pixels
+        return self.read_bytes() if self.member is not None else self.path  # type: ignore[return-value]
 
     def compute_digest(self) -> str:
         if not self.digest:
             if self.pixels is not None:
                 self.digest = hashlib.sha1(np.ascontiguousarray(self.pixels).tobytes()).hexdigest()
             else:
-                with open(self.path, "rb") as f:  # type: ignore[arg-type]
-                    self.digest = hashlib.sha1(f.read()).hexdigest()
+                self.digest = hashlib.sha1(self.read_bytes()).hexdigest()
         return self.digest
 
     def target_indices(self) -> dict[str, float]:
@@ -69,6 +105,35 @@ class Record:
             else:
                 out[name] = math.nan if v is None else float(v)
         return out
+
+
+_ZIPS = threading.local()
+
+
+def _zip_handle(path: str) -> zipfile.ZipFile:
+    """One open ZipFile per thread and path (ZipFile objects are not safe to share across threads)."""
+    cache = getattr(_ZIPS, "files", None)
+    if cache is None:
+        cache = _ZIPS.files = {}
+    if path not in cache:
+        cache[path] = zipfile.ZipFile(path)
+    return cache[path]
+
+
+def extra_targets(records: Iterable[Record]) -> dict[str, np.ndarray]:
+    """Interval and soft targets: ``age_lo``/``age_hi`` (NaN: none; hi may be inf) and ``emotion_soft``
+    (N, 7) (NaN rows: none), one row per record."""
+    recs = list(records)
+    lo = np.full(len(recs), np.nan)
+    hi = np.full(len(recs), np.nan)
+    n_emo = len(get_task("emotion").labels)
+    soft = np.full((len(recs), n_emo), np.nan)
+    for i, r in enumerate(recs):
+        if "age" in r.intervals:
+            lo[i], hi[i] = r.intervals["age"]
+        if "emotion" in r.soft:
+            soft[i] = r.soft["emotion"]
+    return {"age_lo": lo, "age_hi": hi, "emotion_soft": soft}
 
 
 def target_arrays(records: Iterable[Record], tasks: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -127,11 +192,33 @@ def load_utkface(root: str | Path, limit: int | None = None) -> DatasetIndex:
     return idx
 
 
-def load_fer2013(source: str | Path, limit: int | None = None) -> DatasetIndex:
+def load_ferplus_votes(path: str | Path) -> dict[str, np.ndarray]:
+    """``ferplus_votes.csv`` -> {file relative to the FER2013 folder: distribution over our 7 emotions}.
+
+    Votes for contempt, unknown and "not a face" are left out; a file with no vote for our classes gets none.
+    """
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    labels = get_task("emotion").labels
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("file", *FERPLUS_TO_EMOTION) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: FER+ votes file lacks column(s) {', '.join(missing)}")
+        inv = {v: k for k, v in FERPLUS_TO_EMOTION.items()}
+        for row in reader:
+            votes = np.array([float(row[inv[lab]] or 0) for lab in labels])
+            if votes.sum() > 0:
+                out[row["file"].replace("\\", "/")] = votes / votes.sum()
+    return out
+
+
+def load_fer2013(source: str | Path, limit: int | None = None, ferplus: str | Path | None = "auto") -> DatasetIndex:
     """FER2013 as image folders (``train|test/<emotion>/*.jpg``) or the classic ``fer2013.csv``.
 
     Folder ``test`` is PublicTest and becomes split "val"; CSV ``Usage`` maps Training -> train,
-    PublicTest -> val, PrivateTest -> test.
+    PublicTest -> val, PrivateTest -> test. ``ferplus``: the FER+ votes CSV (``"auto"``: the folder's own
+    ``ferplus_votes.csv`` when present; None: not read); each file with votes gets ``soft["emotion"]``.
     """
     p = Path(source)
     if not p.exists():
@@ -140,6 +227,11 @@ def load_fer2013(source: str | Path, limit: int | None = None) -> DatasetIndex:
         return _load_fer_csv(p, limit)
     idx = DatasetIndex([])
     emotions = set(FER2013_EMOTIONS.values())
+    votes: dict[str, np.ndarray] = {}
+    if ferplus == "auto":
+        ferplus = p / "ferplus_votes.csv" if (p / "ferplus_votes.csv").is_file() else None
+    if ferplus is not None:
+        votes = load_ferplus_votes(ferplus)
     split_dirs = [d for d in sorted(p.iterdir()) if d.is_dir() and d.name.lower() in _FER_SPLITS]
     if not split_dirs:
         raise DatasetError(f"FER2013 folder {p} has no train/ or test/ subfolder")
@@ -154,8 +246,10 @@ def load_fer2013(source: str | Path, limit: int | None = None) -> DatasetIndex:
             for f in sorted(ed.iterdir()):
                 if f.suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
+                soft = votes.get(f"{sd.name}/{ed.name}/{f.name}")
                 idx.records.append(Record("fer2013", path=str(f), labels={"emotion": ed.name.lower()},
-                                          split=_FER_SPLITS[sd.name.lower()]))
+                                          split=_FER_SPLITS[sd.name.lower()],
+                                          soft={"emotion": soft} if soft is not None else {}))
                 n += 1
         # Limited: an evenly spaced sample over the sorted class folders (class proportions are kept).
         if per_split_limit is not None and n > per_split_limit:
@@ -255,6 +349,75 @@ def load_manifest(path: str | Path, limit: int | None = None) -> DatasetIndex:
     if not idx.records:
         raise DatasetError(f"manifest {path} has no rows")
     return idx
+
+
+def _zip_with_labels(root: str | Path, what: str, zip_name: str, columns: tuple[str, ...]
+                     ) -> tuple[Path, list[dict[str, str]], set[str]]:
+    root = _require_dir(root, what)
+    zpath, lpath = root / zip_name, root / "labels.csv"
+    if not zpath.is_file():
+        raise DatasetError(f"{what}: {zpath} not found (expected {zip_name} and labels.csv in {root})")
+    if not lpath.is_file():
+        raise DatasetError(f"{what}: the zip {zpath} has no labels file: {lpath} not found")
+    with open(lpath, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{lpath}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}")
+        rows = list(reader)
+    with zipfile.ZipFile(zpath) as z:
+        names = set(z.namelist())
+    return zpath, rows, names
+
+
+def _limited(idx: DatasetIndex, limit: int | None) -> DatasetIndex:
+    if limit is not None and len(idx.records) > limit:
+        idx.records = [idx.records[i] for i in np.linspace(0, len(idx.records) - 1, limit).astype(int)]
+    return idx
+
+
+def load_fairface(root: str | Path, limit: int | None = None) -> DatasetIndex:
+    """FairFace folder: ``fairface.zip`` (images, read in place) + ``labels.csv`` (``file,age,gender,race``).
+
+    Age is a bin, kept as an interval (``intervals["age"]``); the seven races map to five classes through
+    :data:`FAIRFACE_RACE` (the original name stays in ``meta["race7"]``). Rows naming a file missing from the
+    zip or an unknown label are skipped and counted.
+    """
+    zpath, rows, names = _zip_with_labels(root, "FairFace", "fairface.zip", ("file", "age", "gender", "race"))
+    idx = DatasetIndex([])
+    for row in rows:
+        age, gender, race = row["age"].strip(), row["gender"].strip().lower(), row["race"].strip()
+        if row["file"] not in names:
+            idx.skipped["file missing from zip"] += 1
+            continue
+        if age not in FAIRFACE_AGE or race not in FAIRFACE_RACE or gender not in ("male", "female"):
+            idx.skipped["unknown label"] += 1
+            log.warning("FairFace: skipping %s (age %r, gender %r, race %r)", row["file"], age, gender, race)
+            continue
+        idx.records.append(Record("fairface", path=str(zpath), member=row["file"],
+                                  labels={"gender": gender, "ethnicity": FAIRFACE_RACE[race]},
+                                  intervals={"age": FAIRFACE_AGE[age]}, meta={"race7": race, "age_bin": age}))
+    if not idx.records:
+        raise DatasetError(f"no usable rows in {zpath.parent / 'labels.csv'}")
+    return _limited(idx, limit)
+
+
+def load_celeba_gender(root: str | Path, limit: int | None = None) -> DatasetIndex:
+    """celeba_gender folder: ``celeba_gender.zip`` (``male/``, ``female/`` crops) + ``labels.csv`` (``file,gender``)."""
+    zpath, rows, names = _zip_with_labels(root, "celeba_gender", "celeba_gender.zip", ("file", "gender"))
+    idx = DatasetIndex([])
+    for row in rows:
+        gender = row["gender"].strip().lower()
+        if row["file"] not in names:
+            idx.skipped["file missing from zip"] += 1
+            continue
+        if gender not in ("male", "female"):
+            idx.skipped["unknown label"] += 1
+            continue
+        idx.records.append(Record("celeba_gender", path=str(zpath), member=row["file"], labels={"gender": gender}))
+    if not idx.records:
+        raise DatasetError(f"no usable rows in {zpath.parent / 'labels.csv'}")
+    return _limited(idx, limit)
 
 
 def deduplicate(index: DatasetIndex) -> DatasetIndex:

@@ -16,26 +16,38 @@ __all__ = ["make_split", "write_split_manifest", "read_split_manifest"]
 
 def _stratum(r: Record) -> tuple:
     age = r.labels.get("age")
-    return (r.source, r.labels.get("ethnicity"), r.labels.get("gender"),
-            None if age is None else age_band(float(age)), r.labels.get("emotion"))
+    band = None if age is None else age_band(float(age))
+    if band is None and "age" in r.intervals:  # an age bin: the band of its lower bound
+        band = age_band(r.intervals["age"][0])
+    return (r.source, r.labels.get("ethnicity"), r.labels.get("gender"), band, r.labels.get("emotion"))
 
 
-def make_split(index: DatasetIndex, val_fraction: float = 0.1, seed: int = 0) -> list[Record]:
+def make_split(index: DatasetIndex, val_fraction: float = 0.1, seed: int = 0,
+               source_fractions: dict[str, float] | None = None) -> list[Record]:
     """Assign ``split`` to records that have none, stratified by source x ethnicity x gender x age band x
-    emotion; records whose dataset fixes a split (FER2013) keep it. Deterministic for a seed."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction {val_fraction} must be in [0, 1)")
-    strata: dict[tuple, list[Record]] = defaultdict(list)
+    emotion; records whose dataset fixes a split (FER2013) keep it. Deterministic for a seed.
+
+    Each source is split on its own (its own seeded generator), so adding a source never moves another
+    source's images between train and val. ``source_fractions`` overrides ``val_fraction`` per source.
+    """
+    fractions = {**(source_fractions or {})}
+    for f in (val_fraction, *fractions.values()):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"val_fraction {f} must be in [0, 1)")
+    by_source: dict[str, dict[tuple, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in index.records:
         if r.split is None:
-            strata[_stratum(r)].append(r)
-    rng = random.Random(seed)
-    for key in sorted(strata, key=repr):
-        recs = sorted(strata[key], key=lambda r: r.digest or r.key)
-        rng.shuffle(recs)
-        n_val = int(math.floor(len(recs) * val_fraction + rng.random()))  # unbiased rounding for small strata
-        for i, r in enumerate(recs):
-            r.split = "val" if i < n_val else "train"
+            by_source[r.source][_stratum(r)].append(r)
+    for source in sorted(by_source):
+        strata = by_source[source]
+        frac = fractions.get(source, val_fraction)
+        rng = random.Random(seed)
+        for key in sorted(strata, key=repr):
+            recs = sorted(strata[key], key=lambda r: r.digest or r.key)
+            rng.shuffle(recs)
+            n_val = int(math.floor(len(recs) * frac + rng.random()))  # unbiased rounding for small strata
+            for i, r in enumerate(recs):
+                r.split = "val" if i < n_val else "train"
     return index.records
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data.cache import decode_record
-from ..data.datasets import Record, target_arrays
+from pathlib import Path
+
+from ..data.datasets import Record, extra_targets, target_arrays
 from ..errors import DatasetError, FacemtlError, InvalidInputError
 from ..models.factory import load_checkpoint
 from ..train.data import gather_records
@@ -38,6 +38,11 @@ class EvaluateConfig:
             re-created as in training (with the checkpoint's own training limit) and the images are then
             taken, evenly spaced, from that split.
         seed, val_fraction: the split's parameters; None: taken from the checkpoint's training config.
+        detector: None or "none": the dataset-crop path (each image framed by the training code, the same
+            crop as ``--detector none``); a detector name (e.g. "retinaface"): the photo path of
+            ``facemtl predict``, the largest face of each image being the labelled one (images where no face
+            is found are counted in ``data.skipped`` and left out of the metrics).
+        cache_dir: where framed crops are cached (default: ``~/.cache/facemtl`` or ``$FACEMTL_CACHE``).
         keep_samples: also return ``report["samples"]``: one dict per image with its path, true and predicted
             labels and the class probabilities (for the HTML report's plots and gallery); off by default.
         group_keys: the attributes of the fairness tables (each alone and every crossing): any of
@@ -49,7 +54,11 @@ class EvaluateConfig:
     model: str | None = None
     utkface: str | None = None
     fer2013: str | None = None
+    fairface: str | None = None
+    celeba_gender: str | None = None
     manifest: tuple[str, ...] = ()
+    detector: str | None = None
+    cache_dir: str | None = None
     split: str = "val"
     limit: int | None = None
     batch_size: int = 128
@@ -74,8 +83,14 @@ class EvaluateConfig:
             raise InvalidInputError(f"fairness_min_count must be >= 0; got {self.fairness_min_count}")
         if self.bootstrap < 0:
             raise InvalidInputError(f"bootstrap must be >= 0 (0: no confidence intervals); got {self.bootstrap}")
-        if not (self.utkface or self.fer2013 or self.manifest):
-            raise DatasetError("nothing to evaluate on: give --utkface, --fer2013 and/or --manifest")
+        if not (self.utkface or self.fer2013 or self.fairface or self.celeba_gender or self.manifest):
+            raise DatasetError("nothing to evaluate on: give --utkface, --fer2013, --fairface, --celeba-gender "
+                               "and/or --manifest")
+        if self.detector not in (None, "", "none"):
+            from ..detect import list_detectors
+
+            if self.detector not in list_detectors():
+                raise unknown_name("detector", self.detector, ["none", *list_detectors()])
 
 
 def _parse_group_keys(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -110,13 +125,106 @@ def _limit_per_source(records: list[Record], limit: int | None) -> list[Record]:
     return [r for r in records if id(r) in keep]
 
 
+def _by_source(records: list[Record]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        out.setdefault(r.source, []).append(i)
+    return out
+
+
+def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: list[Record],
+               progress: Callable[[int, int], None] | None) -> tuple[list[int], dict[str, np.ndarray], Counter]:
+    """Dataset-crop path: every record framed by the training code (cached), then the one inference function.
+    Returns (indices of the records that could be read, raw outputs, failure counts)."""
+    from ..crop import CropGeometry
+    from ..data.cache import build_cache, default_cache_dir
+    from ..models.multitask import predict_crops_raw
+    from ..preprocess import Framing
+
+    pre = meta["preprocess"]
+    size = int(pre["input_size"])
+    geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
+    framing = Framing.from_dict(pre.get("framing"))
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    kept: list[int] = []
+    raw: dict[str, list[torch.Tensor]] = {}
+    failed: Counter = Counter()
+    done = 0
+    for src, idx in _by_source(records).items():
+        recs = [records[i] for i in idx]
+        cached = build_cache(recs, size, cache_dir, 2, geometry, framing)
+        ok = np.flatnonzero(cached.ok)
+        failed["unreadable"] += int(len(recs) - len(ok))
+        failed[f"{src}: no face found in the crop (kept with its own framing)"] += int((cached.ok & ~cached.found).sum())
+        for j in range(0, len(ok), cfg.batch_size):
+            part = ok[j:j + cfg.batch_size]
+            out = predict_crops_raw(model, np.asarray(cached.images[part]), size, cfg.batch_size, cfg.flip_tta,
+                                    cfg.device)
+            for k, v in out.items():
+                raw.setdefault(k, []).append(v)
+            done += len(part)
+            if progress:
+                progress(done, len(records))
+        kept.extend(idx[i] for i in ok)
+    return kept, {k: torch.cat(v).numpy() for k, v in raw.items()}, failed
+
+
+def _detector_path(cfg: EvaluateConfig, path: str, records: list[Record],
+                   progress: Callable[[int, int], None] | None) -> tuple[list[int], dict[str, Any], Counter]:
+    """Photo path: exactly what ``facemtl predict --detector NAME`` does; the largest face of each image is the
+    labelled one. Returns (indices of the records with a face, {task: (values, probs)}, failure counts)."""
+    from ..analyzer import FaceAnalyzer, ItemError
+
+    analyzer = FaceAnalyzer.from_checkpoint(path, detector=cfg.detector, device=cfg.device, largest_only=True,
+                                            batch_size=cfg.batch_size, flip_tta=cfg.flip_tta)
+    kept: list[int] = []
+    faces: list[Any] = []
+    failed: Counter = Counter()
+    for i, res in enumerate(analyzer.analyze_many((r.image_source() for r in records), errors="record")):
+        if isinstance(res, ItemError):
+            failed["unreadable"] += 1
+        elif not res.faces:
+            failed[f"{records[i].source}: no face detected ({cfg.detector})"] += 1
+        else:
+            kept.append(i)
+            faces.append(res.faces[0])
+        if progress and (i + 1) % cfg.batch_size == 0:
+            progress(i + 1, len(records))
+    out: dict[str, Any] = {}
+    for spec in analyzer.tasks:
+        if spec.kind == "classification":
+            probs = np.array([[f[spec.name].probs[lab] for lab in spec.labels] for f in faces]).reshape(-1, len(spec.labels))
+            out[spec.name] = (probs.argmax(1).astype(float) if len(faces) else np.zeros(0), probs)
+        else:
+            out[spec.name] = (np.array([f[spec.name].value for f in faces], dtype=float), None)
+    return kept, out, failed
+
+
+def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
+    """Ages labelled by a bin [lo, hi): the share of predictions inside the bin (whole years, as the age groups
+    count), the age-group accuracy, and the mean distance in years to the bin (0 inside)."""
+    from ..tasks import age_group
+
+    m = ~np.isnan(lo)
+    if not m.any():
+        return {"n": 0}
+    p, lo, hi = np.floor(pred_years[m]), lo[m], hi[m]
+    inside = (p >= lo) & (p < hi)
+    true_groups = [age_group(v) for v in lo]
+    pred_groups = [age_group(v) for v in pred_years[m]]
+    dist = np.maximum(lo - p, 0) + np.maximum(p - (hi - 1), 0)
+    return {"n": int(m.sum()), "in_bin": float(inside.mean()),
+            "group_accuracy": float(np.mean([a == b for a, b in zip(true_groups, pred_groups)])),
+            "mean_years_outside": float(np.where(np.isfinite(dist), dist, 0).mean())}
+
+
 @torch.no_grad()
 def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the model over the chosen split; returns a JSON-serialisable report.
+    """Run the model over the chosen split; returns a JSON-serialisable report, pooled and per source.
 
     Example:
         >>> report = evaluate(EvaluateConfig(utkface="data/utkface", fer2013="data/fer2013"))
-        >>> report["metrics"]["age"]["mae"], report["metrics"]["emotion"]["accuracy"]
+        >>> report["metrics"]["age"]["mae"], report["by_source"]["fer2013"]["emotion"]["accuracy"]
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -129,60 +237,40 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     tcfg = meta.get("train_config") or {}
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
-    size = int(meta["preprocess"]["input_size"])
+    svf = tcfg.get("source_val_fraction") or {"fairface": 0.2, "celeba_gender": 0.2}
+    sources = dict(fairface=cfg.fairface, celeba_gender=cfg.celeba_gender, source_val_fraction=svf)
     if cfg.split == "all":
-        records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, vf, seed)
+        records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, vf, seed, **sources)
     else:
         # Re-create the checkpoint's own split (gathered with its training --limit), then take at most
         # cfg.limit images per source from the chosen split: a subset of the images held out in training,
         # never a fresh split of a subsample (whose "val" images the model may have been trained on).
         train_limit = tcfg.get("limit")
-        records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, train_limit, vf, seed)
+        records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, train_limit, vf, seed, **sources)
         records = _limit_per_source(_select(records, cfg.split), cfg.limit)
     if not records:
         raise DatasetError(f"no labelled images in split {cfg.split!r}; try --split all")
     specs = list(model.tasks)
-    raw: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
-    ok: list[Record] = []
-    failed: Counter = Counter()
-
-    def load(r: Record) -> np.ndarray | None:
-        try:
-            return decode_record(r, size)
-        except InvalidInputError as exc:
-            log.warning("skipping unreadable image: %s", exc)
-            return None
-
-    with ThreadPoolExecutor(2) as pool:
-        for i in range(0, len(records), cfg.batch_size):
-            chunk = records[i:i + cfg.batch_size]
-            crops = list(pool.map(load, chunk))
-            keep = [j for j, c in enumerate(crops) if c is not None]
-            failed["unreadable"] += len(chunk) - len(keep)
-            if not keep:
-                continue
-            x = torch.from_numpy(np.stack([crops[j] for j in keep])).to(cfg.device).permute(0, 3, 1, 2)
-            out = model.predict(x.float().div_(255.0), flip_tta=cfg.flip_tta)
-            for name, v in out.items():
-                raw[name].append(v.float().cpu())
-            ok.extend(chunk[j] for j in keep)
-            if progress:
-                progress(min(i + cfg.batch_size, len(records)), len(records))
-    if not ok:
-        raise FacemtlError("no image could be read")
+    if cfg.detector in (None, "", "none"):
+        kept, raw, failed = _crop_path(cfg, model, meta, records, progress)
+        decoded = {}
+        for spec in specs:
+            values, probs = spec.decode_raw(torch.from_numpy(raw[spec.name])) if kept else (torch.zeros(0), None)
+            decoded[spec.name] = (values.numpy(), probs.numpy() if (probs is not None and spec.kind ==
+                                                                     "classification") else None)
+    else:
+        kept, decoded, failed = _detector_path(cfg, path, records, progress)
+    if not kept:
+        raise FacemtlError("no image could be read" if not failed or "unreadable" in failed and len(failed) == 1
+                           else f"no face in any image: {dict(failed)}")
+    ok = [records[i] for i in kept]
     targets = target_arrays(ok, [t.name for t in specs])
-    metrics: dict[str, Any] = {}
-    preds: dict[str, np.ndarray] = {}
-    all_probs: dict[str, np.ndarray] = {}
-    for spec in specs:
-        values, probs = spec.decode_raw(torch.cat(raw[spec.name]))
-        preds[spec.name] = values.numpy()
-        class_probs = probs.numpy() if (probs is not None and spec.kind == "classification") else None
-        if cfg.keep_samples and class_probs is not None:
-            all_probs[spec.name] = class_probs
-        metrics[spec.name] = compute_task_metrics(spec, targets[spec.name], preds[spec.name], class_probs)
-        if metrics[spec.name].get("n", 0) == 0:
-            metrics[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
+    extra = extra_targets(ok)
+    preds = {name: v for name, (v, _) in decoded.items()}
+    all_probs = {name: p for name, (_, p) in decoded.items() if p is not None}
+    metrics = _task_metrics(specs, targets, preds, all_probs, extra, np.arange(len(ok)))
+    by_source = {src: _task_metrics(specs, targets, preds, all_probs, extra, np.array(idx))
+                 for src, idx in _by_source(ok).items()}
     fair_records = build_records(targets, preds, tasks=[s.name for s in specs])
     # Every task of the model gets a table; one without labels carries the metrics' "task skipped" note.
     fairness = fairness_report(fair_records, tasks=[s.name for s in specs], group_keys=cfg.group_keys,
@@ -192,15 +280,44 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
             tab["note"] = metrics[name]["note"]
     out: dict[str, Any] = {
         "model": {"checkpoint": str(path), **meta.get("model_config", {})},
-        "data": {"split": cfg.split, "seed": seed, "val_fraction": vf, "n_images": len(ok),
+        "data": {"split": cfg.split, "seed": seed, "val_fraction": vf, "source_val_fraction": svf,
+                 "n_images": len(ok), "n_given": len(records), "path": cfg.detector or "crops",
                  "by_source": dict(Counter(f"{r.source}/{r.split}" for r in ok)),
                  "skipped": {**counts.get("skipped", {}), **{k: v for k, v in failed.items() if v}},
-                 "config": {k: v for k, v in asdict(cfg).items() if k in ("utkface", "fer2013", "manifest", "limit")}},
+                 "config": {k: v for k, v in asdict(cfg).items()
+                            if k in ("utkface", "fer2013", "fairface", "celeba_gender", "manifest", "limit",
+                                     "detector")}},
         "metrics": metrics,
+        "by_source": by_source,
         "fairness": fairness,
     }
     if cfg.keep_samples:
         out["samples"] = _samples(ok, specs, fair_records, all_probs)
+    return out
+
+
+def _task_metrics(specs: list, targets: dict[str, np.ndarray], preds: dict[str, np.ndarray],
+                  probs: dict[str, np.ndarray], extra: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, Any]:
+    """Every metric of every task on the rows ``idx``, plus interval (age bin) and FER+ label-set metrics."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        p = probs.get(spec.name)
+        out[spec.name] = compute_task_metrics(spec, targets[spec.name][idx], preds[spec.name][idx],
+                                              None if p is None else p[idx])
+        if spec.kind == "regression" and f"{spec.name}_lo" in extra:
+            iv = interval_metrics(preds[spec.name][idx], extra[f"{spec.name}_lo"][idx], extra[f"{spec.name}_hi"][idx])
+            if iv["n"]:
+                out[spec.name]["interval"] = iv
+        soft = extra.get(f"{spec.name}_soft")
+        if soft is not None and spec.kind == "classification":
+            s = soft[idx]
+            has = ~np.isnan(s).any(1)
+            if has.any():
+                maj = s[has].argmax(1)
+                out[spec.name]["ferplus"] = {"n": int(has.sum()),
+                                             "accuracy": float((preds[spec.name][idx][has] == maj).mean())}
+        if out[spec.name].get("n", 0) == 0 and "interval" not in out[spec.name]:
+            out[spec.name]["note"] = f"no {spec.name} labels in this data: task skipped"
     return out
 
 

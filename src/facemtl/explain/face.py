@@ -117,7 +117,9 @@ def explain_face(
         if t not in wanted:
             raise unknown_name("task", t, wanted)
 
-    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div_(255.0)  # (1, 3, S, S), as predict_crops
+    from ..preprocess import to_model_input
+
+    x = to_model_input(crop[None])  # (1, 3, S, S), as every prediction
     maps = GradCAM(analyzer.model).heatmaps(x, wanted, {t: v for t, v in targets.items() if v is not None})
     return ExplainResult(crop, maps, face, {t: face[t] for t in wanted}, targets, name, face_index)
 

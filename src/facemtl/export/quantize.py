@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from ..crop import crop_face
 from ..errors import InvalidInputError, unknown_name
 from ..image import IMAGE_EXTENSIONS, load_image
 from ..models.factory import file_sha256
@@ -60,14 +59,19 @@ def _expand(items: Sequence[str | Path | np.ndarray]) -> list[str | np.ndarray]:
 
 
 def load_calibration_crops(calibration: CalibrationInput, size: int, limit: int = 256,
-                           seed: int = 0) -> np.ndarray:
+                           seed: int = 0, preprocess: dict[str, Any] | None = None) -> np.ndarray:
     """Face crops -> float32 (N, 3, size, size) RGB in [0, 1], made as ``FaceAnalyzer.predict_crops`` makes them.
 
     Args:
         calibration: a folder (searched recursively) or a list of folders, image files or arrays that are
             already face crops (UTKFace, FER2013...); or a ready (N, 3, size, size) float array.
         limit: use at most this many images (a seeded random sample across everything given).
+        preprocess: the model's ``preprocess`` metadata (crop geometry and framing; None: the defaults).
     """
+    from ..crop import CropGeometry
+    from ..data.cache import framing_detector
+    from ..preprocess import Framing, frame_face_crop
+
     if isinstance(calibration, np.ndarray) and calibration.ndim == 4:
         if calibration.shape[1:] != (3, size, size):
             raise InvalidInputError(f"calibration array must be (N, 3, {size}, {size}), got {calibration.shape}")
@@ -78,7 +82,11 @@ def load_calibration_crops(calibration: CalibrationInput, size: int, limit: int 
     if len(items) > limit:
         keep = np.random.default_rng(seed).choice(len(items), limit, replace=False)
         items = [items[i] for i in sorted(keep)]
-    crops = [crop_face(load_image(it), None, size=size) for it in items]  # (size, size, 3) uint8 each
+    pre = preprocess or {}
+    geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
+    framing = Framing.from_dict(pre.get("framing"))
+    det = framing_detector(framing)
+    crops = [frame_face_crop(load_image(it), det, size, geometry, framing)[0] for it in items]  # as training
     return np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
@@ -157,7 +165,8 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: Calibr
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     meta = read_metadata(onnx_in)
     size = int(meta["preprocess"]["input_size"])
-    x = load_calibration_crops(calibration, size, calibration_size, seed) if calibration is not None else None
+    x = (load_calibration_crops(calibration, size, calibration_size, seed, read_metadata(onnx_in).get("preprocess"))
+         if calibration is not None else None)
     settings: dict[str, Any] = {"method": method, "weights": "int8 per-channel" if method == "static" else "int8",
                                 "source_sha256": file_sha256(onnx_in)}
     onnx_out.parent.mkdir(parents=True, exist_ok=True)

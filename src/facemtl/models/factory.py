@@ -93,6 +93,7 @@ def save_checkpoint(
     model: MultiTaskNet,
     *,
     geometry: CropGeometry = DEFAULT_GEOMETRY,
+    framing: Any = None,
     half: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Path:
@@ -100,8 +101,13 @@ def save_checkpoint(
 
     Args:
         half: store floating-point weights as float16 (half the size; loaded back as float32).
+        geometry, framing: the crop geometry and face-crop framing the weights were trained with
+            (:mod:`facemtl.preprocess`); inference takes them from here.
         extra: anything else to keep (training config, data manifest hash, metrics, optimizer state...).
     """
+    from ..preprocess import DEFAULT_FRAMING
+
+    framing = framing or DEFAULT_FRAMING
     config: ModelConfig = model.config  # type: ignore[assignment]
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
              for k, v in model.state_dict().items()}
@@ -112,6 +118,7 @@ def save_checkpoint(
         "preprocess": {
             "input_size": config.input_size,
             "crop": geometry.to_dict(),
+            "framing": framing.to_dict(),
             "pixel_scale": "rgb float in [0, 1]; mean/std applied inside the model",
             "mean": [float(v) for v in model.mean.flatten()],
             "std": [float(v) for v in model.std.flatten()],
@@ -156,6 +163,7 @@ def load_checkpoint(
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format_version {ckpt['format_version']}; this facemtl reads up to "
                               f"{FORMAT_VERSION}: upgrade facemtl")
+    _check_preprocess(ckpt, path)
     specs = [TaskSpec.from_dict(d) for d in ckpt["tasks"]]
     by_name = {s.name: s for s in specs}
     if tasks is not None:
@@ -187,6 +195,23 @@ def load_checkpoint(
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model, meta
+
+
+def _check_preprocess(ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose stored crop geometry or framing contradicts its own training record."""
+    pre, tcfg = ckpt.get("preprocess") or {}, ckpt.get("train_config") or {}
+    for key, trained_key in (("crop", "geometry"), ("framing", "framing")):
+        stored, trained = pre.get(key), tcfg.get(trained_key)
+        if stored is None or trained is None:
+            continue
+        diff = {k: (stored.get(k), v) for k, v in trained.items() if stored.get(k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: stored {a!r}, trained with {b!r}" for k, (a, b) in diff.items())
+            raise CheckpointError(f"{path}: preprocess.{key} contradicts the weights' training record "
+                                  f"(train_config.{trained_key}): {detail}; the answers would be wrong")
+    tsize, size = tcfg.get("input_size"), pre.get("input_size")
+    if tsize is not None and size is not None and int(tsize) != int(size):
+        raise CheckpointError(f"{path}: preprocess.input_size {size} contradicts the training record's {tsize}")
 
 
 def _unchecked_config(cfg: dict[str, Any]) -> ModelConfig:

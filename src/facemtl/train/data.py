@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..data.cache import build_cache
-from ..data.datasets import (DatasetIndex, Record, deduplicate, load_fer2013, load_manifest, load_utkface,
-                             target_arrays)
+from ..data.datasets import (DatasetIndex, Record, deduplicate, extra_targets, load_celeba_gender, load_fairface,
+                             load_fer2013, load_manifest, load_utkface, target_arrays)
+from ..preprocess import DEFAULT_FRAMING, Framing
 from ..data.split import make_split, write_split_manifest
 from ..errors import DatasetError
 
@@ -22,19 +24,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SourceData:
-    """One dataset's images (N, h, w, 3) uint8 at its own resolution, targets and split names."""
+    """One dataset's context crops (N, S, S, 3) uint8, targets, split names and whether a face was found."""
 
     name: str
     images: np.ndarray | torch.Tensor
     targets: dict[str, torch.Tensor]
     split: np.ndarray  # (N,) of "train" / "val" / "test"
     records: list[Record] = field(default_factory=list)
+    found: np.ndarray | None = None
 
     def subset(self, split: str) -> SourceData:
-        idx = np.flatnonzero(self.split == split)
+        return self.take(np.flatnonzero(self.split == split))
+
+    def take(self, idx: np.ndarray) -> SourceData:
         imgs = self.images[torch.from_numpy(idx)] if isinstance(self.images, torch.Tensor) else self.images[idx]
         return SourceData(self.name, imgs, {k: v[idx] for k, v in self.targets.items()}, self.split[idx],
-                          [self.records[i] for i in idx] if self.records else [])
+                          [self.records[i] for i in idx] if self.records else [],
+                          None if self.found is None else self.found[idx])
 
     def __len__(self) -> int:
         return len(self.split)
@@ -42,43 +48,66 @@ class SourceData:
 
 def gather_records(utkface: str | None = None, fer2013: str | None = None, manifests: tuple[str, ...] = (),
                    limit: int | None = None, val_fraction: float = 0.1, seed: int = 0,
-                   manifest_out: Path | None = None) -> tuple[list[Record], dict, str | None]:
-    """Load every given source, deduplicate, split; returns (records, counts, manifest sha256)."""
+                   manifest_out: Path | None = None, fairface: str | None = None, celeba_gender: str | None = None,
+                   source_val_fraction: dict[str, float] | None = None, ferplus: bool = True
+                   ) -> tuple[list[Record], dict, str | None]:
+    """Load every given source, deduplicate (within and across sources), split; returns (records, counts,
+    manifest sha256)."""
     index = DatasetIndex([])
     if utkface:
         index.extend(load_utkface(utkface, limit=limit))
     if fer2013:
-        index.extend(load_fer2013(fer2013, limit=limit))
+        index.extend(load_fer2013(fer2013, limit=limit, ferplus="auto" if ferplus else None))
+    if fairface:
+        index.extend(load_fairface(fairface, limit=limit))
+    if celeba_gender:
+        index.extend(load_celeba_gender(celeba_gender, limit=limit))
     for m in manifests:
         index.extend(load_manifest(m, limit=limit))
     if not index.records:
-        raise DatasetError("no training data: give --utkface, --fer2013 and/or --manifest")
+        raise DatasetError("no training data: give --utkface, --fer2013, --fairface, --celeba-gender and/or --manifest")
     index = deduplicate(index)
-    records = make_split(index, val_fraction=val_fraction, seed=seed)
+    records = make_split(index, val_fraction=val_fraction, seed=seed, source_fractions=source_val_fraction)
     counts = {"records": Counter(f"{r.source}/{r.split}" for r in records), "skipped": dict(index.skipped)}
     sha = write_split_manifest(records, manifest_out) if manifest_out else None
     return records, counts, sha
 
 
-def native_size(source: str, input_size: int) -> int:
-    # FER2013 is 48x48: caching it larger only costs memory; the batch transform upsamples.
-    return min(48, input_size) if source == "fer2013" else input_size
+NO_FACE_POLICIES = ("keep", "skip")
 
 
 def build_sources(records: list[Record], input_size: int, cache_dir: Path | None = None,
-                  workers: int = 2) -> list[SourceData]:
-    """Decode (or load from the cache) every record's crop and group by source."""
+                  workers: int = 2, geometry: CropGeometry = DEFAULT_GEOMETRY, framing: Framing = DEFAULT_FRAMING,
+                  no_face: str = "keep", progress: bool = False) -> tuple[list[SourceData], dict[str, dict]]:
+    """Frame (or load from the cache) every record's crop and group by source.
+
+    ``no_face``: what to do with an image in which the detector finds no face: "keep" it with its own
+    framing (the dataset crop) or "skip" it. Returns (sources, per-source counts of images, unreadable
+    images and images without a detected face).
+    """
+    if no_face not in NO_FACE_POLICIES:
+        from ..errors import unknown_name
+
+        raise unknown_name("no_face policy", no_face, NO_FACE_POLICIES)
     by_source: dict[str, list[Record]] = {}
     for r in records:
         by_source.setdefault(r.source, []).append(r)
-    out = []
+    out, stats = [], {}
     for name, recs in sorted(by_source.items()):
-        imgs, ok = build_cache(recs, native_size(name, input_size), cache_dir, workers)
+        cached = build_cache(recs, input_size, cache_dir, workers, geometry, framing, progress)
+        ok, found = cached.ok, cached.found
+        stats[name] = {"images": len(recs), "unreadable": int((~ok).sum()), "no_face": int((ok & ~found).sum()),
+                       "no_face_policy": no_face}
+        keep_mask = ok & (found | (no_face == "keep"))
         if not ok.all():
             log.warning("%s: %d unreadable image(s) skipped", name, int((~ok).sum()))
-        keep = np.flatnonzero(ok)
+        if (ok & ~found).any():
+            log.warning("%s: no face detected in %d of %d images (%s)", name, stats[name]["no_face"], len(recs),
+                        "kept with their own framing" if no_face == "keep" else "skipped")
+        keep = np.flatnonzero(keep_mask)
         recs = [recs[i] for i in keep]
         targets = {t: torch.from_numpy(v.astype(np.float32)) for t, v in target_arrays(recs).items()}
-        out.append(SourceData(name, np.asarray(imgs)[keep] if not ok.all() else imgs, targets,
-                              np.array([r.split for r in recs]), recs))
-    return out
+        targets.update({t: torch.from_numpy(v.astype(np.float32)) for t, v in extra_targets(recs).items()})
+        imgs = cached.images if keep_mask.all() else np.asarray(cached.images)[keep]
+        out.append(SourceData(name, imgs, targets, np.array([r.split for r in recs]), recs, found[keep]))
+    return out, stats

@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..crop import DEFAULT_GEOMETRY
-from ..data.transforms import AugmentConfig, augment_batch, resize_batch
+from ..crop import DEFAULT_GEOMETRY, CropGeometry
+from ..data.transforms import AugmentConfig, augment_batch
 from ..errors import FacemtlError, unknown_name
-from ..models.factory import ModelConfig, create_model, save_checkpoint
+from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
+from ..models.multitask import predict_crops_raw
+from ..preprocess import DEFAULT_FRAMING, Framing
 from ..tasks import get_task, resolve_tasks
 from .balance import check_balance, group_weights
-from .data import SourceData, build_sources, gather_records
+from .data import NO_FACE_POLICIES, SourceData, build_sources, gather_records
 from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
 
 __all__ = ["TrainConfig", "predict_arrays", "quick_metrics", "selection_score", "train"]
@@ -40,13 +42,19 @@ class TrainConfig:
 
     utkface: str | None = None
     fer2013: str | None = None
+    fairface: str | None = None
+    celeba_gender: str | None = None
     manifest: tuple[str, ...] = ()
+    source_val_fraction: dict[str, float] | None = None
+    ferplus_weight: float = 0.0
+    no_face: str = "keep"
     out: str = "runs/facemtl"
     backbone: str = "lite0"
     tasks: tuple[str, ...] = ("age", "gender", "emotion", "ethnicity")
     input_size: int | None = None
     pretrained: bool = True
     init_backbone: str | None = None
+    init_checkpoint: str | None = None
     shared_dim: int = 0
     attention: bool = False
     epochs: int = 10
@@ -62,6 +70,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     limit: int | None = None
     sample_ratio: dict[str, float] | None = None
+    epoch_size: int | None = None
+    val_flip_tta: bool = True
     balance: str = "none"
     balance_by: tuple[str, ...] = ("ethnicity",)
     balance_power: float = 1.0
@@ -78,10 +88,21 @@ class TrainConfig:
     cache_dir: str | None = None
     workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    geometry: CropGeometry = field(default_factory=lambda: DEFAULT_GEOMETRY)
+    framing: Framing = field(default_factory=lambda: DEFAULT_FRAMING)
 
     def __post_init__(self) -> None:
-        if isinstance(self.augment, dict):
-            self.augment = AugmentConfig(**self.augment)
+        for name, cls in (("augment", AugmentConfig), ("geometry", CropGeometry), ("framing", Framing)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                bad = [k for k in value if k not in cls.__dataclass_fields__]
+                if bad:
+                    raise unknown_name(f"{name} option", bad[0], list(cls.__dataclass_fields__))
+                setattr(self, name, cls(**value))
+        if self.no_face not in NO_FACE_POLICIES:
+            raise unknown_name("no_face", self.no_face, NO_FACE_POLICIES)
+        if not 0.0 <= self.ferplus_weight <= 1.0:
+            raise ValueError(f"ferplus_weight must be in [0, 1], got {self.ferplus_weight}")
         self.manifest = tuple(self.manifest or ())
         self.balance_by = tuple(self.balance_by or ())
         check_balance(self.balance, self.balance_by, self.balance_power, self.balance_max_ratio)
@@ -114,58 +135,58 @@ def _device(name: str) -> torch.device:
 
 
 def selection_score(m: dict[str, float]) -> float:
-    """One number to pick the best epoch: mean of accuracies and (1 - age MAE / 10), over tasks present."""
-    parts = [m[k] for k in ("gender/accuracy", "emotion/accuracy", "ethnicity/accuracy") if k in m]
-    if "age/mae" in m:
-        parts.append(max(0.0, 1.0 - m["age/mae"] / 10.0))
-    return float(np.mean(parts)) if parts else 0.0
+    """One number to pick the best epoch: the mean over sources of each source's mean of its accuracies,
+    (1 - age MAE / 10) and the share of ages inside their bin; every held-out source counts equally.
+
+    Keys are ``source/task/metric`` (per source) or ``task/metric`` (one pooled source)."""
+    by_source: dict[str, list[float]] = {}
+    for k, v in m.items():
+        parts = k.split("/")
+        src, key = ("", k) if len(parts) == 2 else (parts[0], "/".join(parts[1:]))
+        if key in ("gender/accuracy", "emotion/accuracy", "ethnicity/accuracy", "age/in_bin"):
+            by_source.setdefault(src, []).append(v)
+        elif key == "age/mae":
+            by_source.setdefault(src, []).append(max(0.0, 1.0 - v / 10.0))
+    scores = [float(np.mean(v)) for v in by_source.values() if v]
+    return float(np.mean(scores)) if scores else 0.0
 
 
-@torch.no_grad()
 def predict_arrays(model: torch.nn.Module, images: np.ndarray | torch.Tensor, size: int, batch_size: int = 256,
-                   device: torch.device | None = None, channels_last: bool = False) -> dict[str, torch.Tensor]:
-    """Raw head outputs for uint8 (N, h, w, 3) crops, evaluated without augmentation."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    outs: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(images), batch_size):
-        chunk = images[i:i + batch_size]
-        x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
-        x = resize_batch(x.to(device).permute(0, 3, 1, 2), size)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(x)
-        for k, v in out.items():
-            outs.setdefault(k, []).append(v.float().cpu())
-    return {k: torch.cat(v) for k, v in outs.items()}
+                   device: torch.device | None = None, flip_tta: bool = True) -> dict[str, torch.Tensor]:
+    """Raw head outputs for uint8 (N, S, S, 3) cached crops, without augmentation: the same inference as
+    ``facemtl evaluate`` (:func:`facemtl.models.multitask.predict_crops_raw`)."""
+    imgs = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
+    return predict_crops_raw(model, imgs, size, batch_size, flip_tta, device)
 
 
 def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, device: torch.device,
-                  channels_last: bool = False) -> dict[str, float]:
-    """Headline validation metrics per task (age MAE, accuracies), pooled over sources."""
-    preds: dict[str, list[torch.Tensor]] = {}
-    trues: dict[str, list[torch.Tensor]] = {}
+                  flip_tta: bool = True) -> dict[str, float]:
+    """Headline validation metrics per source and task (``source/task/metric``): age MAE, the share of ages
+    inside their bin (interval labels), accuracies, and the counts."""
+    m: dict[str, float] = {}
     for src in sources:
         if len(src) == 0:
             continue
-        raw = predict_arrays(model, src.images, size, device=device, channels_last=channels_last)
+        raw = predict_arrays(model, src.images, size, device=device, flip_tta=flip_tta)
         for name, r in raw.items():
             spec = get_task(name)
             t = src.targets[name]
             mask = t >= 0 if spec.kind == "classification" else ~torch.isnan(t)
+            values, _ = spec.decode_raw(r)
             if mask.any():
-                values, _ = spec.decode_raw(r[mask])
-                preds.setdefault(name, []).append(values)
-                trues.setdefault(name, []).append(t[mask])
-    m: dict[str, float] = {}
-    for name in preds:
-        p, t = torch.cat(preds[name]).float(), torch.cat(trues[name]).float()
-        if get_task(name).kind == "classification":
-            m[f"{name}/accuracy"] = float((p == t).float().mean())
-        else:
-            m[f"{name}/mae"] = float((p - t).abs().mean())
-        m[f"{name}/n"] = float(len(t))
+                p, tt = values[mask].float(), t[mask].float()
+                if spec.kind == "classification":
+                    m[f"{src.name}/{name}/accuracy"] = float((p == tt).float().mean())
+                else:
+                    m[f"{src.name}/{name}/mae"] = float((p - tt).abs().mean())
+                m[f"{src.name}/{name}/n"] = float(mask.sum())
+            lo = src.targets.get(f"{name}_lo")
+            if lo is not None and (~torch.isnan(lo)).any():
+                im = ~torch.isnan(lo)
+                hi = src.targets[f"{name}_hi"][im]
+                whole = values[im].floor()
+                m[f"{src.name}/{name}/in_bin"] = float(((whole >= lo[im]) & (whole < hi)).float().mean())
+                m[f"{src.name}/{name}/n_bin"] = float(im.sum())
     return m
 
 
@@ -177,11 +198,11 @@ class _Sampler:
     """
 
     def __init__(self, sources: list[SourceData], batch_size: int, ratio: dict[str, float] | None, seed: int,
-                 weights: list[np.ndarray | None] | None = None):
+                 weights: list[np.ndarray | None] | None = None, epoch_size: int | None = None):
         self.sources, self.batch_size, self.seed = sources, batch_size, seed
         self.probs = [None if w is None or np.allclose(w, w[0]) else w / w.sum()
                       for w in (weights or [None] * len(sources))]
-        total = sum(len(s) for s in sources)
+        total = epoch_size or sum(len(s) for s in sources)
         if ratio:
             unknown = [k for k in ratio if k not in {s.name for s in sources}]
             if unknown:
@@ -189,7 +210,8 @@ class _Sampler:
             z = sum(ratio.get(s.name, 0.0) for s in sources)
             self.counts = [int(round(total * ratio.get(s.name, 0.0) / z)) for s in sources]
         else:
-            self.counts = [len(s) for s in sources]
+            n = sum(len(s) for s in sources)
+            self.counts = [int(round(total * len(s) / n)) for s in sources] if epoch_size else [len(s) for s in sources]
         self.steps = max(1, sum(self.counts) // batch_size)
 
     def epoch(self, e: int) -> list[list[tuple[int, np.ndarray]]]:
@@ -228,7 +250,7 @@ def _make_batch(sources: list[SourceData], parts: list[tuple[int, np.ndarray]], 
         else:
             x = torch.from_numpy(np.ascontiguousarray(imgs[idx]))
         x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)
-        xs.append(augment_batch(x, size, aug, gen))
+        xs.append(augment_batch(x, size, aug, gen, context=x.shape[-1] / size))
         for name, t in src.targets.items():
             ts.setdefault(name, []).append(t[idx])
         if weights is not None:
@@ -269,6 +291,13 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
                             shared_dim=cfg.shared_dim, regression_head=regression_head_for(cfg.age_loss),
                             attention=cfg.attention, pretrained=cfg.pretrained)
     model = create_model(config=model_cfg)
+    if cfg.init_checkpoint:  # fine-tune: every weight from a checkpoint of the same architecture
+        init, init_meta = load_checkpoint(cfg.init_checkpoint)
+        if init_meta["model_config"].get("backbone") != cfg.backbone or list(init.heads) != list(model.heads):
+            raise FacemtlError(f"init_checkpoint {cfg.init_checkpoint} is a {init_meta['model_config'].get('backbone')} "
+                               f"model with tasks {list(init.heads)}; this run builds {cfg.backbone} with "
+                               f"{list(model.heads)}")
+        model.load_state_dict(init.state_dict())
     if cfg.init_backbone:  # backbone weights from a file (e.g. ImageNet weights carried to a machine without the package)
         state = torch.load(cfg.init_backbone, map_location="cpu", weights_only=True)
         model.backbone.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
@@ -277,9 +306,13 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     manifest_sha = None
     counts: dict[str, Any] = {}
     if sources is None:
-        records, counts, manifest_sha = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit,
-                                                       cfg.val_fraction, cfg.seed, out / "split.csv")
-        sources = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers)
+        records, counts, manifest_sha = gather_records(
+            cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.seed, out / "split.csv",
+            fairface=cfg.fairface, celeba_gender=cfg.celeba_gender, source_val_fraction=cfg.source_val_fraction,
+            ferplus=cfg.ferplus_weight > 0)
+        sources, framed = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers,
+                                        cfg.geometry, cfg.framing, cfg.no_face)
+        counts["framing"] = framed
         log.info("data: %s", json.dumps({k: dict(v) for k, v in counts.items()}))
     train_src = [s.subset("train") for s in sources]
     val_src = [s.subset("val") for s in sources]
@@ -292,7 +325,8 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    criterion = MultiTaskLoss(model.tasks, cfg.loss_weighting, cfg.age_loss, cfg.label_smoothing).to(device)
+    criterion = MultiTaskLoss(model.tasks, cfg.loss_weighting, cfg.age_loss, cfg.label_smoothing,
+                              cfg.ferplus_weight).to(device)
     params = [p for p in model.parameters()] + list(criterion.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = None
@@ -303,7 +337,7 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             log.info("%s: balance=%s by %s, weights %.2f..%.2f", s.name, cfg.balance, ",".join(cfg.balance_by),
                      w.min() if len(w) else 1.0, w.max() if len(w) else 1.0)
     sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed,
-                       weights if cfg.balance == "sample" else None)
+                       weights if cfg.balance == "sample" else None, cfg.epoch_size)
     loss_weights = weights if cfg.balance == "reweight" else None
     total_steps = sampler.steps * cfg.epochs
     warm = max(1, int(cfg.warmup_epochs * sampler.steps))
@@ -331,7 +365,7 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
                   "data_counts": {k: dict(v) for k, v in counts.items()}}
 
     def save_last(epoch: int, step: int) -> None:
-        save_checkpoint(last_path, model, geometry=DEFAULT_GEOMETRY, extra={
+        save_checkpoint(last_path, model, geometry=cfg.geometry, framing=cfg.framing, extra={
             **extra_base, "optimizer": opt.state_dict(), "criterion": criterion.state_dict(), "epoch": epoch,
             "step": step, "history": history, "best_score": best_score, "bad_epochs": bad_epochs,
             "elapsed_s": elapsed_before + time.time() - t0})
@@ -381,7 +415,7 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
                 break
         start_step = 0
         train_s = time.time() - te
-        val = quick_metrics(model, val_src, size, device, cfg.channels_last)
+        val = quick_metrics(model, val_src, size, device, cfg.val_flip_tta)
         score = selection_score(val)
         row = {"epoch": epoch + 1, "train_s": round(train_s, 1), "images_per_s": round(n_seen / max(train_s, 1e-6), 1),
                "lr": lr_at(epoch * sampler.steps + len(batches) - 1), "frozen": frozen,
@@ -391,7 +425,8 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
         improved = score > best_score
         if improved:
             best_score, bad_epochs = score, 0
-            save_checkpoint(best_path, model, extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
+            save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing,
+                            extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
         else:
             bad_epochs += 1
         save_last(epoch + 1, 0)
@@ -406,7 +441,7 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             stopped = "early stopping"
             break
     if not best_path.exists():
-        save_checkpoint(best_path, model, extra=extra_base)
+        save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing, extra=extra_base)
     return {"best": str(best_path), "last": str(last_path), "history": history, "stopped": stopped,
             "best_score": best_score, "data_counts": counts, "elapsed_s": elapsed_before + time.time() - t0}
 

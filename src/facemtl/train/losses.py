@@ -30,21 +30,69 @@ def label_mask(spec: TaskSpec, target: torch.Tensor) -> torch.Tensor:
     return target >= 0 if spec.kind == "classification" else ~torch.isnan(target)
 
 
+def interval_loss(spec: TaskSpec, raw: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, age_loss: str = "dldl"
+                  ) -> torch.Tensor:
+    """Per-sample loss for a label known only as an interval [lo, hi) (FairFace's age bins; hi may be inf).
+
+    Distribution head: minus the log of the probability mass inside the interval, plus the L1 distance of
+    the expected value to the interval (0 inside it). Scalar head: that distance alone. Never a midpoint.
+    """
+    vlo, vhi = spec.value_range or (0.0, 1.0)
+    lo_c, hi_c = lo.float().clamp(vlo, vhi), hi.float().clamp(vlo, vhi + 1.0)
+    if age_loss == "dldl":
+        centers = spec.bin_centers(raw.device)
+        inside = (centers[None, :] >= lo_c[:, None]) & (centers[None, :] < hi_c[:, None])
+        logp = raw.float().log_softmax(-1)
+        log_mass = torch.logsumexp(logp.masked_fill(~inside, float("-inf")), dim=-1)
+        expected = logp.exp() @ centers
+    else:
+        log_mass = torch.zeros(len(raw), device=raw.device)
+        expected = raw[:, 0].float() * (vhi - vlo) + vlo
+    outside = F.relu(lo_c - expected) + F.relu(expected - (hi_c - 1.0).clamp_min(lo_c))
+    return -log_mass + outside / (vhi - vlo) * 10.0
+
+
 def task_loss(spec: TaskSpec, raw: torch.Tensor, target: torch.Tensor, age_loss: str = "dldl",
-              label_smoothing: float = 0.0, sigma: float = 2.0, sample_weight: torch.Tensor | None = None
-              ) -> torch.Tensor:
+              label_smoothing: float = 0.0, sigma: float = 2.0, sample_weight: torch.Tensor | None = None,
+              interval: tuple[torch.Tensor, torch.Tensor] | None = None, soft: torch.Tensor | None = None,
+              soft_weight: float = 0.0) -> torch.Tensor:
     """Mean loss over the labelled samples of one task (exactly 0.0 when none is labelled).
 
     Regression "dldl" is label-distribution learning: KL to a Gaussian of width ``sigma`` (in task
-    units, widened for older ages) around the true value, plus L1 on the expected value.
+    units, widened for older ages) around the true value, plus L1 on the expected value. ``interval``
+    (lo, hi) adds samples labelled only by a range (:func:`interval_loss`). Classification ``soft`` (B, K)
+    label distributions (NaN rows: none) are mixed into the target with weight ``soft_weight``.
     """
     mask = label_mask(spec, target)
-    if not bool(mask.any()):
+    imask = None
+    if interval is not None and spec.kind == "regression":
+        imask = ~mask & ~torch.isnan(interval[0])
+        if not bool(imask.any()):
+            imask = None
+    if not bool(mask.any()) and imask is None:
         return raw.sum() * 0.0
+    extra = None
+    if imask is not None:
+        extra = interval_loss(spec, raw[imask], interval[0][imask], interval[1][imask], age_loss)  # type: ignore[index]
+        if sample_weight is not None:
+            extra_w = sample_weight[imask]
+    if not bool(mask.any()):
+        per = extra
+        w = extra_w if sample_weight is not None else None
+        return (per * w).sum() / w.sum().clamp_min(1e-6) if w is not None else per.mean()  # type: ignore[union-attr]
+    raw_all = raw
     raw, target = raw[mask].float(), target[mask]
     w = sample_weight[mask] if sample_weight is not None else None
     if spec.kind == "classification":
-        per = F.cross_entropy(raw, target.long(), reduction="none", label_smoothing=label_smoothing)
+        if soft is not None and soft_weight > 0:
+            k = raw.shape[-1]
+            hard = F.one_hot(target.long(), k).float() * (1 - label_smoothing) + label_smoothing / k
+            sm = soft[mask].float()
+            has = ~torch.isnan(sm).any(-1)
+            dist = torch.where(has[:, None], (1 - soft_weight) * hard + soft_weight * sm.nan_to_num(0.0), hard)
+            per = -(dist * raw.log_softmax(-1)).sum(-1)
+        else:
+            per = F.cross_entropy(raw, target.long(), reduction="none", label_smoothing=label_smoothing)
     else:
         lo, hi = spec.value_range or (0.0, 1.0)
         t = target.float().clamp(lo, hi)
@@ -61,6 +109,11 @@ def task_loss(spec: TaskSpec, raw: torch.Tensor, target: torch.Tensor, age_loss:
             pred = raw[:, 0]
             tn = spec.normalise(t)
             per = (pred - tn).abs() if age_loss == "l1" else (pred - tn) ** 2
+    del raw_all
+    if extra is not None:
+        per = torch.cat([per, extra])
+        if w is not None:
+            w = torch.cat([w, extra_w])
     if w is not None:
         return (per * w).sum() / w.sum().clamp_min(1e-6)
     return per.mean()
@@ -77,13 +130,14 @@ class MultiTaskLoss(nn.Module):
     WEIGHTINGS = ("static", "uncertainty")
 
     def __init__(self, tasks: Sequence[TaskSpec], weighting: str = "static", age_loss: str = "dldl",
-                 label_smoothing: float = 0.0) -> None:
+                 label_smoothing: float = 0.0, soft_weight: float = 0.0) -> None:
         super().__init__()
         if weighting not in self.WEIGHTINGS:
             raise unknown_name("loss weighting", weighting, self.WEIGHTINGS)
         regression_head_for(age_loss)
         self.tasks, self.weighting, self.age_loss, self.label_smoothing = tuple(tasks), weighting, age_loss, \
             label_smoothing
+        self.soft_weight = float(soft_weight)
         self.log_vars = nn.ParameterDict({t.name: nn.Parameter(torch.zeros(())) for t in self.tasks}) \
             if weighting == "uncertainty" else None
 
@@ -95,10 +149,13 @@ class MultiTaskLoss(nn.Module):
             if spec.name not in outputs or spec.name not in targets:
                 continue
             t = targets[spec.name]
+            lo, hi = targets.get(f"{spec.name}_lo"), targets.get(f"{spec.name}_hi")
+            interval = (lo, hi) if lo is not None and hi is not None else None
             loss = task_loss(spec, outputs[spec.name], t, self.age_loss,
                              self.label_smoothing if spec.kind == "classification" else 0.0,
-                             sample_weight=sample_weight)
-            present = bool(label_mask(spec, t).any())
+                             sample_weight=sample_weight, interval=interval,
+                             soft=targets.get(f"{spec.name}_soft"), soft_weight=self.soft_weight)
+            present = bool(label_mask(spec, t).any()) or (interval is not None and bool((~torch.isnan(lo)).any()))
             if self.log_vars is not None and present:
                 s = self.log_vars[spec.name]
                 total = total + torch.exp(-s) * loss + s
