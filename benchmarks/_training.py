@@ -55,7 +55,7 @@ def load_sources(utkface: Path | None = DATA / "utkface", fer2013: Path | None =
     t0 = time.time()
     records, counts, _ = gather_records(str(utkface) if utkface else None, str(fer2013) if fer2013 else None,
                                         limit=limit)
-    sources = build_sources(records, CACHE_SIZE)
+    sources, _ = build_sources(records, CACHE_SIZE)
     print(f"data: {json.dumps({k: dict(v) for k, v in counts.items()})} "
           f"({time.time() - t0:.0f} s to load)", flush=True)
     return sources

@@ -88,7 +88,7 @@ def torch_predictor(model: torch.nn.Module) -> Callable[..., dict[str, torch.Ten
 def decode_all(records: list, size: int) -> np.ndarray:
     """Records -> float32 (N, 3, size, size) in [0, 1], as FaceAnalyzer.predict_crops feeds the model."""
     with ThreadPoolExecutor(2) as pool:
-        crops = list(pool.map(lambda r: decode_record(r, size), records))
+        crops = list(pool.map(lambda r: decode_record(r, size)[0], records))
     return np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 

@@ -122,3 +122,15 @@ def tiny_dataset(tmp_path: Path) -> TinyDataset:
             gray = draw_face(48, seed=100 + j + (10 if split == "test" else 0))[:, :, 1]
             Image.fromarray(gray, "L").save(fer / split / emo / f"{prefix}_{j}.jpg", quality=90)
     return TinyDataset(tmp_path, utk, fer, labels)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_crop_cache(tmp_path_factory):
+    """Framed-crop caches of the tests go to a temporary folder, never into the user's ~/.cache/facemtl."""
+    old = os.environ.get("FACEMTL_CACHE")
+    os.environ["FACEMTL_CACHE"] = str(tmp_path_factory.mktemp("facemtl-cache"))
+    yield
+    if old is None:
+        os.environ.pop("FACEMTL_CACHE", None)
+    else:
+        os.environ["FACEMTL_CACHE"] = old

@@ -27,7 +27,7 @@ from .crop import DEFAULT_GEOMETRY, CropGeometry, crop_face
 from .detect.base import Detection
 
 __all__ = ["Framing", "DEFAULT_FRAMING", "frame_face_crop", "photo_crop", "center_crop", "to_model_input",
-           "pad_for_detection", "context_crop", "context_size", "FRAMING_VERSION"]
+           "pad_for_detection", "context_crop", "context_size", "FRAMING_VERSION", "LEGACY_FRAMING"]
 
 FRAMING_VERSION = 2  # bump when the output of frame_face_crop changes (keys the training cache)
 
@@ -54,12 +54,22 @@ class Framing:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def uses_detector(self) -> bool:
+        return self.detector != "none"
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Framing:
-        return cls(**{k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__})
+        """The framing a checkpoint records; a checkpoint without one (facemtl 0.1) was trained on face crops
+        taken as they are (:data:`LEGACY_FRAMING`)."""
+        if d is None:
+            return LEGACY_FRAMING
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 DEFAULT_FRAMING = Framing()
+# facemtl 0.1.0 trained on dataset images padded to a square and resized, without detection or alignment.
+LEGACY_FRAMING = Framing(detector="none", min_score=0.0, pad=0.0, min_side=0, context=1.0)
 
 
 def pad_for_detection(image: np.ndarray, pad: float) -> tuple[np.ndarray, int]:
@@ -112,6 +122,8 @@ def frame_face_crop(image: np.ndarray, detector: Any, size: int, geometry: CropG
     """
     import cv2
 
+    if not framing.uses_detector:  # legacy: the image as it is
+        return crop_face(image, None, size=context_size(size, framing.context) if with_context else size), None
     h, w = image.shape[:2]
     up = 1.0
     work = image

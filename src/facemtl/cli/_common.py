@@ -71,7 +71,12 @@ EVAL_HELP = {"model": "checkpoint (default: the model shipped with facemtl)", "u
              "fer2013": "FER2013 folder or fer2013.csv", "manifest": "CSV manifest (path + labels)",
              "limit": "at most this many images per source (with --split val: taken from the checkpoint's own "
                       "validation split)",
-             "bootstrap": "bootstrap resamples for the fairness confidence intervals (0: none)"}
+             "bootstrap": "bootstrap resamples for the fairness confidence intervals (0: none)",
+             "fairface": "FairFace folder (fairface.zip + labels.csv; age bins, 7 races mapped to 5)",
+             "celeba_gender": "celeba_gender folder (celeba_gender.zip + labels.csv)",
+             "detector": "none (default): dataset crops, framed as in training; a detector name (retinaface, haar, "
+                         "blazeface): the photo path of `facemtl predict`, largest face per image",
+             "cache_dir": "where framed crops are cached (default: ~/.cache/facemtl or $FACEMTL_CACHE)"}
 
 
 def add_eval_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

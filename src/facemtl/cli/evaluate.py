@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate.evaluate import evaluate
+    from ..evaluate.evaluate import evaluate, format_by_source
     from ..evaluate.fairness import format_fairness
     from ..evaluate.metrics import format_metrics
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(cfg)
     samples = report.pop("samples", None) if not getattr(args, "keep_samples", False) else report.get("samples")
     print_eval_header(report)
+    print("per source:\n" + format_by_source(report) + "\n")
     print(format_metrics(report["metrics"]))
     print()
     print(format_fairness(report["fairness"], detail=False))

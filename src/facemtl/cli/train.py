@@ -20,6 +20,12 @@ HELP = {
     "balance_by": "attributes whose groups are balanced, comma-separated: ethnicity, gender, age_band",
     "balance_power": "weight = (1/group count)^power; 1 balances fully, 0.5 halfway",
     "balance_max_ratio": "cap on the largest/smallest group weight",
+    "fairface": "FairFace folder (fairface.zip + labels.csv)", "celeba_gender": "celeba_gender folder",
+    "ferplus_weight": "weight of the FER+ vote distribution in the emotion target (0: folder labels only)",
+    "no_face": "keep | skip: images in which the detector finds no face",
+    "init_checkpoint": "fine-tune: start from every weight of this checkpoint (same backbone and tasks)",
+    "epoch_size": "images drawn per epoch (default: every training image once)",
+    "val_flip_tta": "validate with flip test-time augmentation, as `facemtl evaluate` does",
 }
 
 
@@ -27,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a multi-task model", description="Train a multi-task model; "
                        "every option can also come from a YAML --config file (flags override it).")
     p.add_argument("--config", help="YAML file with TrainConfig options")
-    add_dataclass_args(p, TrainConfig, skip=("augment", "sample_ratio", "tasks"), help_=HELP)
+    add_dataclass_args(p, TrainConfig, skip=("augment", "sample_ratio", "tasks", "geometry", "framing",
+                                             "source_val_fraction"), help_=HELP)
     p.add_argument("--tasks", default=argparse.SUPPRESS, help="comma-separated tasks (default: all)")
     p.add_argument("--sample-ratio", default=argparse.SUPPRESS,
                    help="mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)")

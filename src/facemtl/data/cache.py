@@ -41,6 +41,8 @@ def framing_detector(framing: Framing = DEFAULT_FRAMING):
     if cache is None:
         cache = _DETECTORS.by_name = {}
     key = (framing.detector, framing.min_score)
+    if not framing.uses_detector:
+        return None
     if key not in cache:
         from ..detect import create_detector
 

@@ -20,7 +20,7 @@ from ..train.data import gather_records
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
 
-__all__ = ["SPLITS", "EvaluateConfig", "evaluate"]
+__all__ = ["SPLITS", "EvaluateConfig", "evaluate", "format_by_source", "interval_metrics"]
 
 log = logging.getLogger(__name__)
 SPLITS = ("val", "test", "train", "all")
@@ -155,7 +155,8 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
         cached = build_cache(recs, size, cache_dir, 2, geometry, framing)
         ok = np.flatnonzero(cached.ok)
         failed["unreadable"] += int(len(recs) - len(ok))
-        failed[f"{src}: no face found in the crop (kept with its own framing)"] += int((cached.ok & ~cached.found).sum())
+        if framing.uses_detector:
+            failed[f"{src}: no face found in the crop (kept with its own framing)"] += int((cached.ok & ~cached.found).sum())
         for j in range(0, len(ok), cfg.batch_size):
             part = ok[j:j + cfg.batch_size]
             out = predict_crops_raw(model, np.asarray(cached.images[part]), size, cfg.batch_size, cfg.flip_tta,
@@ -294,6 +295,33 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     if cfg.keep_samples:
         out["samples"] = _samples(ok, specs, fair_records, all_probs)
     return out
+
+
+def format_by_source(report: dict[str, Any]) -> str:
+    """One line per source with its headline figures (the cross-dataset table of the model card)."""
+    cols = [("age MAE", "age", "mae", 1, ".2f"), ("age in bin", "age", "interval.in_bin", 100, ".1f"),
+            ("gender acc", "gender", "accuracy", 100, ".1f"), ("emotion acc", "emotion", "accuracy", 100, ".1f"),
+            ("emotion acc (FER+)", "emotion", "ferplus.accuracy", 100, ".1f"),
+            ("ethnicity acc", "ethnicity", "accuracy", 100, ".1f"),
+            ("ethnicity bal. acc", "ethnicity", "balanced_accuracy", 100, ".1f")]
+
+    def get(m: dict[str, Any], task: str, key: str) -> Any:
+        node: Any = m.get(task, {})
+        for k in key.split("."):
+            node = node.get(k) if isinstance(node, dict) else None
+        return node if (m.get(task, {}).get("n", 0) or "interval" in key) else None
+
+    lines = ["| source | path | n | " + " | ".join(c[0] for c in cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    path = report["data"].get("path", "crops")
+    for src, m in report.get("by_source", {}).items():
+        n = max(int(v.get("n", 0) or v.get("interval", {}).get("n", 0)) for v in m.values())
+        cells = []
+        for _, task, key, mult, fmt in cols:
+            v = get(m, task, key)
+            cells.append("" if v is None else format(float(v) * mult, fmt))
+        lines.append(f"| {src} | {path} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _task_metrics(specs: list, targets: dict[str, np.ndarray], preds: dict[str, np.ndarray],

@@ -345,10 +345,15 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     def lr_at(step: int) -> float:
         if step < warm:
             return cfg.lr * (step + 1) / warm
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+        progress = (step - warm) / max(1, total_steps - warm)
+        if cfg.time_budget_min:  # the cosine ends with the budget when time runs out before the epochs do
+            spent = elapsed_before + time.time() - t0
+            progress = max(progress, spent / (cfg.time_budget_min * 60 * 0.97))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     start_epoch, start_step, history, best_score, bad_epochs = 0, 0, [], -math.inf, 0
     elapsed_before = 0.0
+    t0 = time.time()
     if cfg.resume and last_path.exists():
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["state_dict"])
@@ -370,7 +375,6 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             "step": step, "history": history, "best_score": best_score, "bad_epochs": bad_epochs,
             "elapsed_s": elapsed_before + time.time() - t0})
 
-    t0 = time.time()
     last_ck = time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
     metrics_csv = out / "metrics.csv"
