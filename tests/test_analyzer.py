@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import UTKFACE, WILD, FakeDetector, needs_data
 from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer, ItemError, decode_outputs
 from facemtl.detect.base import Detection
-from facemtl.errors import InvalidInputError
+from facemtl.errors import InvalidInputError, UnknownNameError
 from facemtl.results import SCHEMA_VERSION, Box, Face, ImageResult, Prediction
 from facemtl.tasks import AGE_GROUPS, age_group, get_task, list_tasks
 
@@ -143,6 +143,38 @@ def test_keep_image_and_plot(tiny_model, fake_detector, face_image, tmp_path):
     drawn = res.plot()
     assert drawn.shape == face_image.shape and drawn.dtype == np.uint8 and not np.array_equal(drawn, face_image)
     assert res.save(tmp_path / "out" / "x.png").is_file()
+
+
+def test_channels_bgr_is_threaded_through_every_entry_point(tiny_model, fake_detector, face_image, tmp_path):
+    """An OpenCV (BGR) frame with channels="bgr" is analysed exactly as the RGB array; a bad value is refused."""
+    a = FaceAnalyzer(tiny_model, fake_detector, 64, options=AnalyzerOptions(keep_image=True))
+    bgr = np.ascontiguousarray(face_image[:, :, ::-1])
+    ref = a(face_image)
+    assert not np.array_equal(a(bgr).image, face_image)  # the default stays RGB
+    for res in (a(bgr, channels="bgr"), a.analyze(bgr, channels="bgr"), a([bgr, bgr], channels="bgr")[1],
+                next(a.analyze_many([bgr], channels="bgr"))):
+        assert np.array_equal(res.image, face_image)
+        assert [f.box for f in res.faces] == [f.box for f in ref.faces]
+        for face, want in zip(res.faces, ref.faces):  # batch composition moves the last digits only
+            assert face["emotion"].probs == pytest.approx(want["emotion"].probs, abs=1e-5)
+            assert face["age"].value == pytest.approx(want["age"].value, abs=1e-3)
+    crop_ref = a.predict_crops([face_image])[0]
+    crop_bgr = a.predict_crops([bgr], channels="bgr")[0]
+    assert crop_bgr["emotion"].probs == pytest.approx(crop_ref["emotion"].probs, abs=1e-6)
+    with pytest.raises(UnknownNameError, match=r"unknown channel order 'brg'; valid: bgr, rgb"):
+        a(bgr, channels="brg")
+    with pytest.raises(UnknownNameError, match="'brg'"):  # refused at once, not recorded per item
+        next(a.analyze_many([bgr], errors="record", channels="brg"))
+    # a decoded source has its own colour mode: "bgr" with it is that item's error
+    p = tmp_path / "face.png"
+    Image.fromarray(face_image).save(p)
+    err = next(a.analyze_many([p], errors="record", channels="bgr"))
+    assert isinstance(err, ItemError) and "numpy arrays only" in err.error
+
+
+def test_float_image_in_0_255_is_an_error_not_zero_faces(analyzer, face_image):
+    with pytest.raises(InvalidInputError, match=r"float images must be in \[0, 1\].*divide by 255"):
+        analyzer(face_image.astype(np.float64))
 
 
 def test_decode_outputs_age_group_probabilities_sum_to_one():

@@ -10,7 +10,35 @@ import pytest
 
 from facemtl.cli.__main__ import main
 
-from conftest import WILD, needs_data
+from conftest import WILD, FakeDetector, draw_face, needs_data
+
+
+@pytest.fixture
+def tiny_analyzer(monkeypatch, tiny_model):
+    """predict and batch run the tiny model with a fake one-face detector: no weights to load, milliseconds."""
+    from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer
+    from facemtl.cli import batch, predict
+    from facemtl.detect.base import Detection
+    from facemtl.results import Box
+
+    def build(args, keep_image=False):
+        det = FakeDetector([Detection(Box(8.0, 4.0, 56.0, 60.0), 0.9, None)])
+        return FaceAnalyzer(tiny_model, det, 64, options=AnalyzerOptions(keep_image=keep_image))
+
+    for mod in (predict, batch):
+        monkeypatch.setattr(mod, "build_analyzer", build)
+
+
+def _write_faces(root: Path, names: list[str]) -> list[Path]:
+    from PIL import Image
+
+    paths = []
+    for i, name in enumerate(names):
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(draw_face(64, seed=i)).save(p)
+        paths.append(p)
+    return paths
 
 
 def test_no_command_is_usage_error(capsys):
@@ -29,6 +57,84 @@ def test_missing_input_names_the_file(capsys, tmp_path):
 def test_empty_folder_is_an_error(capsys, tmp_path):
     assert main(["predict", str(tmp_path)]) == 1
     assert "no images in folder" in capsys.readouterr().err
+
+
+def test_version_prints_the_version_without_loading_a_model(capsys, monkeypatch):
+    import facemtl
+    from facemtl.analyzer import FaceAnalyzer
+
+    def no_model(*a, **k):
+        raise AssertionError("--version loaded a model")
+
+    monkeypatch.setattr(FaceAnalyzer, "from_checkpoint", no_model)
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"facemtl {facemtl.__version__}\n"
+
+
+def test_folder_of_class_subfolders_suggests_recursive(capsys, tmp_path, tiny_analyzer):
+    test = tmp_path / "fer2013" / "test"  # the FER2013 layout: one sub-folder per class, no image at the top
+    _write_faces(test, ["angry/a.png", "angry/b.png", "happy/c.jpg"])
+    (test / "README.txt").write_text("not an image")
+    for cmd in (["predict", str(test)], ["batch", str(test), "--out", str(tmp_path / "r.csv"), "--no-progress"]):
+        assert main(cmd) == 1
+        err = capsys.readouterr().err
+        assert "its 2 sub-folder(s) hold 3 image(s) (angry/ 2, happy/ 1); pass --recursive" in err, err
+    assert main(["predict", str(test), "--recursive", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_save_paths_mirror_sub_folders_and_never_share_an_output(tmp_path):
+    from facemtl.cli.predict import save_paths
+
+    out = tmp_path / "out"
+    assert save_paths([str(tmp_path / "in" / "x.png")], out) == {str(tmp_path / "in" / "x.png"): out / "x.jpg"}
+    files = [str(tmp_path / "in" / n) for n in ("a/x.png", "b/x.png", "b/x.jpg", "b/y.jpg", "b/x_png.png")]
+    files.append(files[3])  # the same file twice: the same output
+    got = save_paths(files, out)
+    assert {k: v.relative_to(out).as_posix() for k, v in got.items()} == {
+        files[0]: "a/x.jpg", files[1]: "b/x_png.jpg", files[2]: "b/x_jpg.jpg", files[3]: "b/y.jpg",
+        files[4]: "b/x_png_2.jpg"}
+
+
+def test_predict_save_dir_keeps_equal_names_apart_and_never_overwrites(capsys, tmp_path, tiny_analyzer):
+    a, b, c = _write_faces(tmp_path / "in", ["a/face.png", "b/face.png", "b/face.jpg"])
+    save = tmp_path / "out"
+    assert main(["predict", str(a), str(b), str(c), "--save-dir", str(save)]) == 0
+    outs = sorted(p.relative_to(save).as_posix() for p in save.rglob("*.jpg"))
+    assert outs == ["a/face.jpg", "b/face_jpg.jpg", "b/face_png.jpg"]  # before: one face.jpg, written 3 times
+    assert "3 drawn image(s) written" in capsys.readouterr().out
+    before = {p: p.read_bytes() for p in save.rglob("*.jpg")}
+    (save / "a" / "face.jpg").write_bytes(b"keep me")
+    # A second run leaves every existing file alone: one recorded error per file, results still printed.
+    assert main(["predict", str(tmp_path / "in"), "--recursive", "--save-dir", str(save)]) == 1
+    cap = capsys.readouterr()
+    assert cap.out.count("1 face(s)") == 3 and "0 drawn image(s) written" in cap.out
+    assert cap.err.count("already exists; not overwritten (pass --overwrite to replace it)") == 3
+    assert f"{a}: error: {save / 'a' / 'face.jpg'} already exists" in cap.err
+    assert (save / "a" / "face.jpg").read_bytes() == b"keep me"
+    assert main(["predict", str(tmp_path / "in"), "--recursive", "--save-dir", str(save), "--overwrite"]) == 0
+    assert {p: p.read_bytes() for p in save.rglob("*.jpg")} == before
+
+
+def test_quiet_leaves_only_results_and_errors(capsys, tmp_path, tiny_analyzer):
+    (img,) = _write_faces(tmp_path, ["face.png"])
+    out = tmp_path / "r.csv"
+    assert main(["batch", str(img), "--out", str(out)]) == 0
+    assert "1 image(s), 1 face(s), 0 failed" in capsys.readouterr().err
+    for flag in ("-q", "--quiet"):
+        assert main([flag, "batch", str(img), "--out", str(out), "--overwrite"]) == 0  # progress bar and summary
+        assert capsys.readouterr().err == ""
+        assert len(out.read_text().splitlines()) == 2  # header + the face: the results are all there
+    assert main(["-q", "predict", str(img), "--save-dir", str(tmp_path / "drawn")]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.startswith(f"{img}: 1 face(s)") and "written" not in cap.out and cap.err == ""
+    assert main(["-q", "predict", str(tmp_path / "nope.png")]) == 1  # errors still show
+    assert "nope.png" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["-q", "-v", "predict", str(img)])
+    assert exc.value.code == 2
 
 
 @needs_data

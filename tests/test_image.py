@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from facemtl.crop import CropGeometry, crop_face, crop_transform
-from facemtl.errors import InvalidInputError
+from facemtl.errors import InvalidInputError, UnknownNameError
 from facemtl.image import load_image
 
 
@@ -79,12 +79,54 @@ def test_rgba_array_is_composited_on_white():
 def test_uint16_and_float_arrays_are_scaled():
     u16 = np.array([[0, 65535], [257 * 128, 257]], dtype=np.uint16)
     assert load_image(u16)[:, :, 0].tolist() == [[0, 255], [128, 1]]
-    f = np.array([[0.0, 1.0], [0.5, 2.0]], dtype=np.float32)  # values above 1 are clipped
+    f = np.array([[0.0, 1.0], [0.5, 1.002]], dtype=np.float32)  # within a grey level above 1: clipped
     assert load_image(f)[:, :, 0].tolist() == [[0, 255], [128, 255]]
+    assert load_image(np.array([[-0.002, 0.5]]))[:, :, 0].tolist() == [[0, 128]]
     f3 = np.full((3, 5, 3), 0.25, dtype=np.float64)
     out = load_image(f3)
     _check_rgb(out, (3, 5))
     assert (out == 64).all()
+
+
+def test_float_array_outside_0_1_is_refused_not_guessed(face_image):
+    # A 0-255 float image used to be clipped to white and silently find no faces.
+    f255 = face_image.astype(np.float32)
+    with pytest.raises(InvalidInputError, match=r"float images must be in \[0, 1\]; got values \d+\.\.\d+; "
+                                                r"divide by 255 or pass uint8"):
+        load_image(f255)
+    assert np.array_equal(load_image(f255 / 255.0), face_image)  # what the message says to do works
+    with pytest.raises(InvalidInputError, match=r"got values -1\.\.1; rescale to \[0, 1\]"):
+        load_image(np.array([[-1.0, 1.0]]))  # a [-1, 1] normalised tensor
+
+
+def test_bgr_array_with_channels_bgr_loads_as_the_rgb_array(face_image):
+    bgr = np.ascontiguousarray(face_image[:, :, ::-1])  # what cv2.imread gives for the same picture
+    assert not np.array_equal(load_image(bgr), face_image)  # the default is RGB: BGR is read as swapped colours
+    for channels in ("bgr", "BGR"):
+        assert np.array_equal(load_image(bgr, channels=channels), face_image)
+    assert np.array_equal(load_image(face_image, channels="rgb"), face_image)
+    # BGRA (cv2.IMREAD_UNCHANGED), 16-bit and float BGR: the same pixels as their RGB forms
+    alpha = np.full((64, 64, 1), 128, np.uint8)
+    assert np.array_equal(load_image(np.concatenate([bgr, alpha], 2), channels="bgr"),
+                          load_image(np.concatenate([face_image, alpha], 2)))
+    assert np.array_equal(load_image(bgr.astype(np.uint16) * 257, channels="bgr"), face_image)
+    assert np.array_equal(load_image(bgr / 255.0, channels="bgr"), face_image)
+    gray = face_image[:, :, 0]
+    assert np.array_equal(load_image(gray, channels="bgr"), load_image(gray))  # one channel: no order
+
+
+def test_bad_channels_value_names_it_and_the_choices(face_image):
+    with pytest.raises(UnknownNameError, match=r"unknown channel order 'rbg'; valid: bgr, rgb \(did you mean"):
+        load_image(face_image, channels="rbg")
+
+
+def test_channels_bgr_with_a_decoded_source_is_refused(tmp_path, face_image):
+    p = tmp_path / "face.png"
+    Image.fromarray(face_image).save(p)
+    for src in (p, str(p), p.read_bytes(), Image.fromarray(face_image)):
+        with pytest.raises(InvalidInputError, match=r"channels='bgr' applies to numpy arrays only"):
+            load_image(src, channels="bgr")
+        assert np.array_equal(load_image(src, channels="rgb"), face_image)
 
 
 def test_exif_orientation_is_honoured(tmp_path):

@@ -15,7 +15,7 @@ import torch
 from .crop import CropGeometry
 from .detect import Detection, FaceDetector, create_detector, default_detector_name
 from .errors import FacemtlError
-from .image import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, load_image
 from .models.factory import load_checkpoint
 from .models.multitask import MultiTaskNet, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, frame_face_crop, photo_crop
@@ -165,21 +165,27 @@ class FaceAnalyzer:
                    framing=framing)
 
     # -- single images -------------------------------------------------------------------------------
-    def __call__(self, source: ImageInput | Sequence[ImageInput]) -> ImageResult | list[ImageResult]:
-        """Analyse one image, or a list of images (faces of all images share forward passes)."""
-        if isinstance(source, (list, tuple)):
-            return list(self.analyze_many(source, errors="raise"))  # type: ignore[arg-type]
-        return self.analyze(source)
+    def __call__(self, source: ImageInput | Sequence[ImageInput], channels: str = "rgb"
+                 ) -> ImageResult | list[ImageResult]:
+        """Analyse one image, or a list of images (faces of all images share forward passes).
 
-    def analyze(self, source: ImageInput) -> ImageResult:
-        return next(iter(self.analyze_many([source], errors="raise")))  # type: ignore[return-value]
+        **Numpy arrays are taken as RGB**: pass ``channels="bgr"`` for OpenCV images (``cv2.imread``,
+        ``cv2.VideoCapture`` frames). See :func:`facemtl.image.load_image`.
+        """
+        if isinstance(source, (list, tuple)):
+            return list(self.analyze_many(source, errors="raise", channels=channels))  # type: ignore[arg-type]
+        return self.analyze(source, channels=channels)
+
+    def analyze(self, source: ImageInput, channels: str = "rgb") -> ImageResult:
+        """Analyse one image; a numpy array is RGB unless ``channels="bgr"`` (OpenCV images)."""
+        return next(iter(self.analyze_many([source], errors="raise", channels=channels)))  # type: ignore[return-value]
 
     # -- many images ---------------------------------------------------------------------------------
-    def _prepare(self, source: ImageInput) -> tuple[Any, ...]:
+    def _prepare(self, source: ImageInput, channels: str = "rgb") -> tuple[Any, ...]:
         t0 = time.perf_counter()
         name = _source_name(source)
         try:
-            image = load_image(source, max_pixels=self.options.max_pixels)
+            image = load_image(source, max_pixels=self.options.max_pixels, channels=channels)
         except FacemtlError as exc:
             return name, None, [], [], {}, exc
         t1 = time.perf_counter()
@@ -210,19 +216,23 @@ class FaceAnalyzer:
             dets = sorted(dets, key=lambda d: -d.score)[: o.max_faces]
         return dets
 
-    def frame_crop(self, image: ImageInput) -> tuple[np.ndarray, Detection | None]:
+    def frame_crop(self, image: ImageInput, channels: str = "rgb") -> tuple[np.ndarray, Detection | None]:
         """The model input for an image that *is* a face crop, exactly as the training cache makes it
-        (:func:`facemtl.preprocess.frame_face_crop`): (crop, the face found in it or None)."""
+        (:func:`facemtl.preprocess.frame_face_crop`): (crop, the face found in it or None). An array is RGB
+        unless ``channels="bgr"``."""
         from .data.cache import framing_detector
 
-        img = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
-            and image.shape[2] == 3 else load_image(image, max_pixels=self.options.max_pixels)
+        img = image if check_channels(channels) == "rgb" and isinstance(image, np.ndarray) \
+            and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+            else load_image(image, max_pixels=self.options.max_pixels, channels=channels)
         return frame_face_crop(img, framing_detector(self.framing), self.input_size, self.geometry, self.framing)
 
-    def predict_crops(self, crops: Sequence[np.ndarray | ImageInput]) -> list[dict[str, Prediction]]:
+    def predict_crops(self, crops: Sequence[np.ndarray | ImageInput], channels: str = "rgb"
+                      ) -> list[dict[str, Prediction]]:
         """Predict on images that already are face crops (arrays, paths, bytes), e.g. UTKFace or FER2013 files:
-        the same as ``--detector none``. Each is framed exactly as training framed its images."""
-        return self.predict_canonical([self.frame_crop(c)[0] for c in crops])
+        the same as ``--detector none``. Each is framed exactly as training framed its images. Arrays are RGB
+        unless ``channels="bgr"`` (OpenCV images)."""
+        return self.predict_canonical([self.frame_crop(c, channels)[0] for c in crops])
 
     @torch.no_grad()
     def predict_canonical(self, crops: Sequence[np.ndarray]) -> list[dict[str, Prediction]]:
@@ -233,15 +243,21 @@ class FaceAnalyzer:
                                 self.options.flip_tta, self.device if isinstance(self.model, torch.nn.Module) else None)
         return decode_outputs(self.tasks, raw)
 
-    def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2
-                     ) -> Iterator[ImageResult | ItemError]:
+    def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2,
+                     channels: str = "rgb") -> Iterator[ImageResult | ItemError]:
         """Yield one ImageResult per source, in order; decoding and detection run ahead in threads.
 
         Args:
             errors: "record" yields an :class:`ItemError` for a bad item and goes on; "raise" raises it.
+            channels: channel order of numpy array sources: "rgb" (default) or "bgr" for OpenCV images
+                (``cv2.imread``, ``cv2.VideoCapture`` frames). Paths, bytes and PIL images take the default.
+
+        Raises:
+            UnknownNameError: a ``channels`` value other than "rgb" or "bgr" (at once, not per item).
         """
         if errors not in ("record", "raise"):
             raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+        channels = check_channels(channels)
         chunk = max(1, self.options.batch_size // 2)
         with ThreadPoolExecutor(max(1, workers)) as pool:
             pending: list = []
@@ -250,7 +266,7 @@ class FaceAnalyzer:
             while not done or pending:
                 while not done and len(pending) < chunk * 2:
                     try:
-                        pending.append(pool.submit(self._prepare, next(it)))
+                        pending.append(pool.submit(self._prepare, next(it), channels))
                     except StopIteration:
                         done = True
                 batch, pending = pending[:chunk], pending[chunk:]

@@ -1,8 +1,10 @@
 """Image loading at the boundary: every accepted input becomes an RGB uint8 (H, W, 3) array.
 
-Arrays are taken as **RGB** (not OpenCV's BGR) in (H, W, 3) or (H, W) layout; uint8, uint16 and
-float images in [0, 1] are accepted. Files honour EXIF orientation. Grayscale, palette, RGBA,
-CMYK and 16-bit images are converted; images above ``max_pixels`` are refused (decompression bombs).
+Arrays are taken as **RGB** by default, in (H, W, 3), (H, W, 4) or (H, W) layout: frames from OpenCV
+(``cv2.imread``, ``cv2.VideoCapture``) are **BGR** and need ``channels="bgr"``. uint8, uint16 and float
+images in [0, 1] are accepted (other float ranges are refused, not guessed). Files honour EXIF orientation.
+Grayscale, palette, RGBA, CMYK and 16-bit images are converted; images above ``max_pixels`` are refused
+(decompression bombs).
 """
 from __future__ import annotations
 
@@ -16,14 +18,30 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, unknown_name
 
-__all__ = ["ImageInput", "load_image", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "to_rgb"]
+__all__ = ["ImageInput", "load_image", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "CHANNEL_ORDERS", "check_channels",
+           "to_rgb"]
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 DEFAULT_MAX_PIXELS = 80_000_000  # a 100-megapixel photo is refused unless the caller raises the limit
+CHANNEL_ORDERS = ("rgb", "bgr")  # of numpy arrays: "rgb" (PIL, imageio, matplotlib) or "bgr" (OpenCV)
+# Float images must lie in [0, 1]; values within one grey level outside it (rounding, resampling) are clipped.
+_FLOAT_TOLERANCE = 1.0 / 255.0
+
+
+def check_channels(channels: str) -> str:
+    """Validate a channel order for array inputs: "rgb" or "bgr" (any case); returns it in lower case.
+
+    Raises:
+        UnknownNameError: any other value, with the valid choices.
+    """
+    value = channels.lower() if isinstance(channels, str) else channels
+    if value not in CHANNEL_ORDERS:
+        raise unknown_name("channel order", channels, CHANNEL_ORDERS)
+    return value
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -42,7 +60,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _from_array(arr: np.ndarray) -> np.ndarray:
+def _from_array(arr: np.ndarray, channels: str = "rgb") -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
@@ -58,11 +76,20 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise InvalidInputError("float image contains NaN or infinity")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -_FLOAT_TOLERANCE or hi > 1.0 + _FLOAT_TOLERANCE:
+            raise InvalidInputError(
+                f"float images must be in [0, 1]; got values {lo:.6g}..{hi:.6g}; "
+                + ("divide by 255 or pass uint8" if hi <= 255.0 + _FLOAT_TOLERANCE and lo >= -_FLOAT_TOLERANCE
+                   else "rescale to [0, 1] or pass uint8")
+            )
         out = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     else:
         raise InvalidInputError(
             f"array dtype {arr.dtype} is not supported; use uint8, uint16 or float in [0, 1]"
         )
+    if out.ndim == 3 and channels == "bgr":  # BGR(A) -> RGB(A); alpha stays last
+        out = out[:, :, [2, 1, 0, 3][: out.shape[2]]]
     if out.ndim == 2:
         out = np.repeat(out[:, :, None], 3, axis=2)
     elif out.shape[2] == 4:
@@ -71,20 +98,35 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS, channels: str = "rgb"
+               ) -> np.ndarray:
     """Load any accepted input as an RGB uint8 array of shape (H, W, 3).
 
+    **Numpy arrays are taken as RGB** unless ``channels="bgr"``: pass that for OpenCV images
+    (``cv2.imread``, ``cv2.VideoCapture`` frames), whose channels are in BGR(A) order.
+
     Args:
-        source: a path (str or Path), encoded bytes, a PIL image, or an RGB/grayscale numpy array.
+        source: a path (str or Path), encoded bytes, a PIL image, or a numpy array: (H, W, 3) colour,
+            (H, W, 4) with alpha, or (H, W) grayscale; uint8, uint16, or float in [0, 1].
         max_pixels: refuse larger images (None disables the check).
+        channels: channel order of an array source, "rgb" (default) or "bgr". Files, bytes and PIL images
+            carry their own colour mode, so only "rgb" (the default) is accepted with them.
 
     Raises:
-        InvalidInputError: missing, empty, truncated or unsupported file; bad array; too many pixels.
+        InvalidInputError: missing, empty, truncated or unsupported file; bad array (shape, dtype, a float
+            range other than [0, 1]); too many pixels; ``channels="bgr"`` with a source that is not an array.
+        UnknownNameError: a ``channels`` value other than "rgb" or "bgr".
     """
+    channels = check_channels(channels)
     if isinstance(source, np.ndarray):
-        arr = _from_array(source)
+        arr = _from_array(source, channels)
         _check_pixels(arr.shape[1], arr.shape[0], max_pixels, "array")
         return arr
+    if channels != "rgb":
+        raise InvalidInputError(
+            f"channels={channels!r} applies to numpy arrays only, got a {type(source).__name__}: files, bytes "
+            "and PIL images are decoded from their own colour mode; leave channels at 'rgb' for them"
+        )
     if isinstance(source, Image.Image):
         _check_pixels(source.width, source.height, max_pixels, "PIL image")
         return np.asarray(to_rgb(ImageOps.exif_transpose(source)))

@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facemtl", description="Face attributes (age, gender, emotion, ethnicity) "
                                      "with one multi-task network.")
     parser.add_argument("--version", action="version", version=f"facemtl {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    loud.add_argument("-q", "--quiet", action="store_true", help="only results and errors: no progress bars, "
+                      "notes or logged warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMANDS:
         mod.register(sub)
@@ -37,8 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.quiet and hasattr(args, "no_progress"):
+        args.no_progress = True  # every command's progress bars go with -q (see also _common.note)
     try:
         return int(args.func(args) or 0)
     except (FacemtlError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,17 @@ from ..errors import InvalidInputError
 from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def quiet(args: argparse.Namespace) -> bool:
+    """Whether ``facemtl -q/--quiet`` was given: results and errors only, no progress bars or notes."""
+    return bool(getattr(args, "quiet", False))
+
+
+def note(args: argparse.Namespace, message: str) -> None:
+    """An informational line on stderr (resuming, where a file was written), left out with ``-q``."""
+    if not quiet(args):
+        print(message, file=sys.stderr)
 
 
 def add_analyzer_args(p: argparse.ArgumentParser) -> None:
@@ -44,16 +56,37 @@ def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
                                         max_pixels=args.max_pixels)
 
 
+def _folder_images(folder: Path, recursive: bool) -> list[str]:
+    pattern = "**/*" if recursive else "*"
+    return sorted(str(f) for f in folder.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _no_images_message(item: str, recursive: bool) -> str:
+    """Why a folder gave no images; without --recursive, the images its sub-folders hold, if any."""
+    folder = Path(item)
+    per_sub = {}
+    for sub in [] if recursive else sorted(d for d in folder.iterdir() if d.is_dir()):
+        n = len(_folder_images(sub, recursive=True))
+        if n:
+            per_sub[sub.name] = n
+    if not per_sub:
+        return f"no images in folder {item} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+    shown = ", ".join(f"{name}/ {n}" for name, n in list(per_sub.items())[:5])
+    more = f", ... ({len(per_sub) - 5} more)" if len(per_sub) > 5 else ""
+    return (f"no images directly in folder {item}, but its {len(per_sub)} sub-folder(s) hold "
+            f"{sum(per_sub.values())} image(s) ({shown}{more}); pass --recursive to include them")
+
+
 def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
-    """Files, folders (their images) and glob patterns -> image paths as found; missing inputs are errors."""
+    """Files, folders (their images; with ``recursive`` those of sub-folders too) and glob patterns -> image
+    paths as found; missing inputs are errors, and a folder whose images all sit in sub-folders says so."""
     out: list[str] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(str(f) for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = _folder_images(p, recursive)
             if not found:
-                raise InvalidInputError(f"no images in folder {item} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+                raise InvalidInputError(_no_images_message(item, recursive))
             out.extend(found)
         elif p.exists():
             out.append(item)

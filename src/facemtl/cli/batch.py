@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from .._rows import csv_columns, csv_rows
-from ._common import add_analyzer_args, build_analyzer, expand_inputs
+from ._common import add_analyzer_args, build_analyzer, expand_inputs, note
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     done = _done_files(out)
     todo = [f for f in files if f not in done]
     if done:
-        print(f"resuming: {len(files) - len(todo)} of {len(files)} file(s) already in {out}", file=sys.stderr)
+        note(args, f"resuming: {len(files) - len(todo)} of {len(files)} file(s) already in {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     analyzer = build_analyzer(args)
     new = not out.exists() or out.stat().st_size == 0
@@ -80,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-            print(f"{n_img} image(s), {n_faces} face(s), {n_err} failed -> {out}", file=sys.stderr)
+            note(args, f"{n_img} image(s), {n_faces} face(s), {n_err} failed -> {out}")
     return 0

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 from ..errors import FacemtlError, InvalidInputError
 from ..video import VideoConfig
 from ._args import add_dataclass_args, config_from_args
-from ._common import VIDEO_EXTENSIONS, add_analyzer_args, build_analyzer, expand_inputs
+from ._common import VIDEO_EXTENSIONS, add_analyzer_args, build_analyzer, expand_inputs, quiet
 
 VIDEO_HELP = {
     "every_n": "analyse every n-th frame (default: about --target-fps frames per second)",
@@ -31,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_analyzer_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines); "
                    "for a video, its summary")
-    p.add_argument("--save-dir", help="write each image with boxes and labels drawn into this folder")
+    p.add_argument("--save-dir", help="write each image with boxes and labels drawn into this folder (as <name>.jpg; "
+                   "sub-folders of the inputs are mirrored, so equal names from different folders do not collide)")
+    p.add_argument("--overwrite", action="store_true", help="replace drawn images already in --save-dir (default: "
+                   "such a file is left alone and reported as an error)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     v = p.add_argument_group("video and webcam")
     v.add_argument("--webcam", type=int, metavar="INDEX", help="analyse this camera (0 = the first) until Ctrl-C "
@@ -54,6 +59,38 @@ def _row(face) -> str:
     return "  ".join(parts)
 
 
+def save_paths(files: list[str], save: Path) -> dict[str, Path]:
+    """Where ``--save-dir`` draws each image: ``<name>.jpg`` under ``save``, in the sub-folders the files sit in
+    below their common folder; names that still meet (``a.png`` and ``a.jpg``) keep their extension
+    (``a_png.jpg``), and any clash left gets ``_2``, ``_3``... Distinct files never share an output."""
+    absolute = {f: os.path.abspath(f) for f in files}
+    parents = {os.path.dirname(a) for a in absolute.values()}
+    try:
+        common: str | None = os.path.commonpath(sorted(parents)) if parents else None
+    except ValueError:  # different drives (Windows): no common folder; names stay flat, suffixed on clashes
+        common = None
+    by_out: dict[Path, set[str]] = defaultdict(set)
+    for a in absolute.values():
+        p = Path(a)
+        rel = os.path.relpath(p.parent, common) if common is not None else "."
+        by_out[save / rel / (p.stem + ".jpg")].add(a)
+    where: dict[str, Path] = {}
+    for out, group in by_out.items():
+        for a in group:
+            p = Path(a)
+            ext = p.suffix.lstrip(".").lower()
+            where[a] = out if len(group) == 1 else out.with_name(f"{p.stem}_{ext}.jpg" if ext else out.name)
+    taken: dict[Path, str] = {}
+    for a in sorted(where):
+        out, k = where[a], 2
+        while out in taken and taken[out] != a:
+            out = where[a].with_name(f"{where[a].stem}_{k}.jpg")
+            k += 1
+        taken[out] = a
+        where[a] = out
+    return {f: Path(os.path.normpath(where[a])) for f, a in absolute.items()}
+
+
 def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
     from tqdm import tqdm
 
@@ -69,7 +106,8 @@ def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
         stem = f"webcam{src}" if isinstance(src, int) else Path(src).stem
         csv_path = Path(args.csv) if args.csv else (save or Path(".")) / f"{stem}_frames.csv"
         video_out = Path(args.video_out) if args.video_out else (save / f"{stem}_annotated.mp4" if save else None)
-        bar = tqdm(unit="frame", file=sys.stderr, disable=None, desc=str(stem), leave=False)
+        bar = tqdm(unit="frame", file=sys.stderr, disable=True if quiet(args) else None, desc=str(stem),
+                   leave=False)
 
         def progress(done: int, total: int | None, bar=bar) -> None:
             bar.total = total
@@ -112,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         return 1 if failed_videos and failed_videos == len(videos) else 0
     save = Path(args.save_dir) if args.save_dir else None
+    outputs = save_paths(files, save) if save is not None else {}
+    written: set[Path] = set()
+    skipped = 0
     failed = 0
     for res in analyzer.analyze_many(files, errors="record"):
         if not hasattr(res, "faces"):
@@ -125,8 +166,16 @@ def run(args: argparse.Namespace) -> int:
             for i, face in enumerate(res.faces):
                 print(f"  [{i}] {_row(face)}")
         if save is not None:
-            out = save / (Path(res.source).stem + ".jpg")
+            out = outputs[res.source]
+            if out.exists() and out not in written and not args.overwrite:
+                skipped += 1
+                failed += 1
+                print(f"{res.source}: error: {out} already exists; not overwritten (pass --overwrite to replace it)",
+                      file=sys.stderr)
+                continue
             res.save(out)
-    if save is not None and not args.json:
-        print(f"drawn images written to {save}/")
+            written.add(out)
+    if save is not None and not args.json and not quiet(args):
+        print(f"{len(written)} drawn image(s) written to {save}/"
+              + (f"; {skipped} left alone: already there (--overwrite replaces them)" if skipped else ""))
     return 1 if failed + failed_videos == len(files) + len(videos) else 0

@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(build_analyzer(args), max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
                      max_batch=args.max_batch, max_concurrency=args.max_concurrency)
     print(f"facemtl serve: http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.verbose else "warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.verbose
+                else "error" if getattr(args, "quiet", False) else "warning")
     return 0
