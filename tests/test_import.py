@@ -1,4 +1,4 @@
-"""Import hygiene: `import facemtl` stays light (no OpenCV, ONNX Runtime, web or plotting stacks)."""
+"""Import hygiene: `import facemtl` stays light (no OpenCV, ONNX Runtime, web, plotting or table stacks)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ["cv2", "onnxruntime", "fastapi", "onnx", "matplotlib"]
+HEAVY = ["cv2", "onnxruntime", "fastapi", "onnx", "matplotlib", "pandas", "pyarrow"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (CheckpointError, DatasetError, FacemtlError, InvalidInputError, MissingDependencyError,
-                     UnknownNameError)
+from ._rows import to_dataframe
+from .errors import (CheckpointError, DatasetError, DeviceError, FacemtlError, InvalidInputError,
+                     MissingDependencyError, UnknownNameError)
 from .models import create_model, list_backbones, load_checkpoint
 from .results import Box, Face, ImageResult, Prediction
 from .tasks import get_task, list_tasks
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = ["FaceAnalyzer", "create_model", "load_checkpoint", "list_tasks", "get_task", "list_backbones", "Box",
-           "Face", "ImageResult", "Prediction", "FacemtlError", "InvalidInputError", "UnknownNameError",
-           "CheckpointError", "MissingDependencyError", "DatasetError", "__version__"]
+           "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError", "InvalidInputError",
+           "UnknownNameError", "CheckpointError", "MissingDependencyError", "DatasetError", "DeviceError",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:

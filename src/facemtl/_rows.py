@@ -1,14 +1,24 @@
 """Flatten results into table rows (one per face; one per image without faces; one per failed file).
 
-The columns derive from the task registry; used by ``facemtl batch`` CSV output and the per-frame video CSV.
+The one definition of the table: the columns and their types derive from the task registry, and every table
+facemtl writes is built from :func:`csv_rows`: the ``facemtl batch`` CSV and Parquet files, the per-frame video
+CSV and :func:`to_dataframe`. An empty CSV field is a missing value (null in Parquet, NA in pandas).
 """
 from __future__ import annotations
 
+import csv
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+from ._optional import require
 from .tasks import get_task, list_tasks
 
-__all__ = ["csv_columns", "csv_rows"]
+__all__ = ["csv_columns", "column_types", "csv_rows", "to_dataframe", "csv_to_parquet", "parquet_to_csv",
+           "parquet_sources"]
+
+_PARQUET_BATCH_ROWS = 50_000  # rows per Parquet row group when converting a CSV: memory stays bounded
 
 
 def csv_columns() -> list[str]:
@@ -20,6 +30,20 @@ def csv_columns() -> list[str]:
         else:
             cols += [name, f"{name}_prob"] + [f"{name}.{lab}" for lab in spec.labels]
     return cols + ["error"]
+
+
+def column_types() -> dict[str, str]:
+    """Each of :func:`csv_columns` -> ``"int"``, ``"float"`` or ``"str"`` (the type of its non-empty values)."""
+    types = {"file": "str", "face": "int", "n_faces": "int", "x1": "float", "y1": "float", "x2": "float",
+             "y2": "float", "det_score": "float", "error": "str"}
+    for name in list_tasks():
+        spec = get_task(name)
+        if spec.kind == "regression":
+            types.update({name: "float", f"{name}_group": "str"})
+        else:
+            types.update({name: "str", f"{name}_prob": "float"})
+            types.update({f"{name}.{lab}": "float" for lab in spec.labels})
+    return {c: types[c] for c in csv_columns()}
 
 
 def csv_rows(res: Any) -> list[dict[str, Any]]:
@@ -42,3 +66,96 @@ def csv_rows(res: Any) -> list[dict[str, Any]]:
                     row[f"{name}.{lab}"] = round(p, 4)
         rows.append(row)
     return rows
+
+
+_CAST = {"int": int, "float": float, "str": str}
+
+
+def _cell(value: Any, kind: str) -> Any:
+    """A CSV row's value (as written, or as read back: a string) as its column's type; empty -> None."""
+    if value is None or value == "":
+        return None
+    if kind == "int" and isinstance(value, str):
+        return int(float(value))
+    return _CAST[kind](value)
+
+
+def _typed_rows(rows: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    types = column_types()
+    for row in rows:
+        yield [_cell(row.get(c), kind) for c, kind in types.items()]
+
+
+def to_dataframe(results: Any) -> Any:
+    """The batch table as a pandas DataFrame: one row per face, exactly the ``facemtl batch`` CSV's columns.
+
+    Args:
+        results: an ImageResult, an ItemError, or any iterable of them (a list, ``analyzer.analyze_many(...,
+            errors="record")``). An image without faces gives one row with ``n_faces`` 0 and empty face fields;
+            a failed file one row with only ``file`` and ``error``.
+
+    Returns:
+        A DataFrame whose columns are :func:`csv_columns` in order: ``face`` and ``n_faces`` nullable integers
+        (``Int64``), boxes, scores, ages and probabilities floats, labels strings; empty fields are missing
+        values (NA/NaN), so ``df["error"].notna()`` picks the failed files.
+
+    Raises:
+        MissingDependencyError: pandas is not installed (``pip install "facemtl[pandas]"``).
+    """
+    pd = require("pandas", extra="pandas")
+    if hasattr(results, "source"):  # one result
+        results = [results]
+    types = column_types()
+    columns = list(zip(*_typed_rows(row for res in results for row in csv_rows(res)))) or [()] * len(types)
+    dtypes = {"int": "Int64", "float": "float64", "str": None}
+    return pd.DataFrame({c: pd.Series(list(values), dtype=dtypes[kind])
+                         for (c, kind), values in zip(types.items(), columns)}, columns=list(types))
+
+
+def _arrow_schema(pa: Any) -> Any:
+    arrow = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    return pa.schema([(c, arrow[kind]) for c, kind in column_types().items()])
+
+
+def csv_to_parquet(csv_path: str | Path, out: str | Path) -> Path:
+    """Convert a batch CSV into a Parquet file with typed columns (row groups of 50,000 rows; empty fields null).
+    Written to ``<out>.tmp`` and renamed: ``out`` is always a whole file, old or new.
+
+    Raises:
+        MissingDependencyError: pyarrow is not installed (``pip install "facemtl[parquet]"``).
+    """
+    pa = require("pyarrow", extra="parquet")
+    pq = require("pyarrow.parquet", extra="parquet", package="pyarrow")
+    out = Path(out)
+    schema = _arrow_schema(pa)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(csv_path, newline="") as f, pq.ParquetWriter(str(tmp), schema) as writer:
+        batch: list[list[Any]] = []
+        for values in _typed_rows(csv.DictReader(f)):
+            batch.append(values)
+            if len(batch) >= _PARQUET_BATCH_ROWS:
+                writer.write_table(pa.Table.from_pylist([dict(zip(schema.names, v)) for v in batch], schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist([dict(zip(schema.names, v)) for v in batch], schema))
+    os.replace(tmp, out)
+    return out
+
+
+def parquet_to_csv(path: str | Path, csv_path: str | Path) -> Path:
+    """Write a batch Parquet file's rows as a batch CSV (nulls as empty fields): the start of a resumed run."""
+    pq = require("pyarrow.parquet", extra="parquet", package="pyarrow")
+    cols = csv_columns()
+    pf = pq.ParquetFile(str(path))
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, cols, extrasaction="ignore")
+        writer.writeheader()
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in batch.to_pylist())
+    return Path(csv_path)
+
+
+def parquet_sources(path: str | Path) -> set[str]:
+    """The ``file`` values of a batch Parquet file (the files it has done)."""
+    pq = require("pyarrow.parquet", extra="parquet", package="pyarrow")
+    return {f for f in pq.read_table(str(path), columns=["file"]).column("file").to_pylist() if f}

@@ -118,7 +118,9 @@ class FaceAnalyzer:
         self.input_size = int(input_size)
         self.geometry = geometry or CropGeometry()
         self.framing = framing or DEFAULT_FRAMING
-        self.device = torch.device(device)
+        from ._device import resolve_device
+
+        self.device = resolve_device(device)
         self.tasks = tuple(t for t in model.tasks if tasks is None or t.name in tasks)
         self.options = options or AnalyzerOptions()
         self.info = info or {}
@@ -154,7 +156,9 @@ class FaceAnalyzer:
             onnx_model = OnnxModel(path, threads=threads, tasks=tasks)
             model, meta = onnx_model, onnx_model.metadata  # type: ignore[assignment]
         else:
-            model, meta = load_checkpoint(path, tasks=tasks, device=device)
+            from ._device import resolve_device
+
+            model, meta = load_checkpoint(path, tasks=tasks, device=resolve_device(device))
         pre = meta.get("preprocess", {})
         geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
         framing = Framing.from_dict(pre.get("framing"))

@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "MissingDependencyError",
     "DatasetError",
+    "DeviceError",
     "unknown_name",
 ]
 
@@ -37,6 +38,10 @@ class MissingDependencyError(FacemtlError, ImportError):
 
 class DatasetError(FacemtlError, ValueError):
     """A dataset folder or file that is missing, empty or malformed."""
+
+
+class DeviceError(FacemtlError, ValueError):
+    """A device this machine does not have (``cuda`` without a CUDA GPU, ``cuda:3`` with one GPU)."""
 
 
 def unknown_name(kind: str, value: object, valid: Iterable[str]) -> UnknownNameError:

@@ -132,20 +132,62 @@ class ImageResult:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
-    def plot(self, image: np.ndarray | None = None) -> np.ndarray:
-        """Draw boxes and labels; returns an RGB uint8 array (needs the image kept or passed in)."""
+    def _pixels(self, image: Any = None, channels: str = "rgb") -> np.ndarray:
+        """The RGB uint8 image the boxes belong to: ``image`` when given (anything ``analyze`` takes: a path,
+        bytes, a PIL image or an array, BGR with ``channels="bgr"``), else the image kept by
+        ``keep_image=True``, else ``source`` read again when it is a file.
+
+        Raises:
+            InvalidInputError: no pixels to be had (an array, bytes or PIL source analysed without
+                ``keep_image=True`` and no ``image=``), or an image of another size than the one analysed.
+        """
+        from .errors import InvalidInputError
+        from .image import load_image
+
+        if image is not None:
+            img, where = load_image(image, max_pixels=None, channels=channels), "the image passed"
+        elif self.image is not None:
+            return self.image
+        elif _is_file(self.source):
+            img, where = load_image(self.source, max_pixels=None), f"{self.source} (read again)"
+        else:
+            raise InvalidInputError(
+                f"no image to draw on for {self.source!r}: the result keeps no pixels and its source is not a file "
+                "to read again; pass the image (plot(image=...), save(path, image=...)) or analyse with "
+                "keep_image=True")
+        if tuple(img.shape[:2]) != tuple(self.size_hw):
+            h, w = self.size_hw
+            raise InvalidInputError(f"{where} is {img.shape[0]}x{img.shape[1]} (HxW) but {self.source!r} was "
+                                    f"analysed at {h}x{w}: the boxes would not fit; pass the image analysed")
+        return img
+
+    def plot(self, image: Any = None, channels: str = "rgb") -> np.ndarray:
+        """Draw boxes and labels; returns an RGB uint8 array.
+
+        The pixels: ``image`` when given (a path, bytes, a PIL image or an array; BGR with ``channels="bgr"``),
+        else the image kept by ``keep_image=True``, else ``source`` read again when it is a readable file.
+        Without any of these (an array or bytes analysed without ``keep_image``) it raises InvalidInputError
+        saying to pass ``image=`` or use ``keep_image=True``; an image of another size is refused too.
+        """
         from ._draw import draw_faces
 
-        img = image if image is not None else self.image
-        if img is None:
-            raise ValueError("no image to draw on: pass image=... or analyse with keep_image=True")
-        return draw_faces(img, self.faces)
+        return draw_faces(self._pixels(image, channels), self.faces)
 
-    def save(self, path: str | Path, image: np.ndarray | None = None) -> Path:
-        """Write the drawn image to ``path`` (format from the extension)."""
+    def save(self, path: str | Path, image: Any = None, channels: str = "rgb") -> Path:
+        """Write the drawn image (:meth:`plot`, same ``image``/``channels``) to ``path`` (format from the
+        extension); nothing is created when there are no pixels to draw on."""
         from PIL import Image
 
+        drawn = self.plot(image, channels)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self.plot(image)).save(path)
+        Image.fromarray(drawn).save(path)
         return path
+
+
+def _is_file(source: str) -> bool:
+    """Whether a result's ``source`` names a readable file (``<bytes>``, ``<array 64x64x3>`` do not)."""
+    try:
+        return bool(source) and Path(source).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False

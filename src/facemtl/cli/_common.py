@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError
+from .._device import DEVICE_METAVAR, check_device_name, resolve_device
+from ..errors import InvalidInputError, UnknownNameError
 from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -25,6 +26,24 @@ def note(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def device_arg(value: str) -> str:
+    """argparse ``type`` of ``--device``: a misspelt name is a usage error listing the choices; whether the
+    device exists is checked when the command resolves it (:func:`facemtl._device.resolve_device`)."""
+    try:
+        return check_device_name(value)
+    except UnknownNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_device_arg(p: argparse.ArgumentParser, default: str, shown: str | None = None) -> None:
+    """The one ``--device`` flag of every command that runs a model; ``default`` may be argparse.SUPPRESS (the
+    config dataclass's default applies, given as ``shown`` for the help)."""
+    shown = shown or default
+    p.add_argument("--device", type=device_arg, default=default, metavar=DEVICE_METAVAR,
+                   help=f"where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or "
+                        f"cuda:N (default: {shown})")
+
+
 def add_analyzer_args(p: argparse.ArgumentParser) -> None:
     from ..detect import default_detector_name, list_detectors
 
@@ -32,7 +51,7 @@ def add_analyzer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default=default_detector_name(), choices=list_detectors(),
                    help="face detector (default: %(default)s; 'none' = each image is already a face crop)")
     p.add_argument("--tasks", help="comma-separated subset of tasks to run (default: all)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_device_arg(p, "cpu")
     p.add_argument("--threads", type=int, help="CPU threads for the model")
     p.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this many pixels")
     p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
@@ -48,8 +67,9 @@ def add_analyzer_args(p: argparse.ArgumentParser) -> None:
 def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
     from ..analyzer import FaceAnalyzer
 
+    device = str(resolve_device(args.device))  # before any loading: a missing GPU is one clear error
     det_opts = {"min_score": args.min_score} if args.min_score is not None else {}
-    return FaceAnalyzer.from_checkpoint(args.model, detector=args.detector, device=args.device, tasks=args.tasks,
+    return FaceAnalyzer.from_checkpoint(args.model, detector=args.detector, device=device, tasks=args.tasks,
                                         threads=args.threads, detector_options=det_opts, min_face=args.min_face,
                                         max_faces=args.max_faces, largest_only=args.largest_only,
                                         batch_size=args.batch_size, keep_image=keep_image, flip_tta=args.flip_tta,
@@ -119,7 +139,9 @@ def add_eval_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> Non
     from ..evaluate.fairness import DEFAULT_GROUP_KEYS
     from ._args import SUPPRESS, add_dataclass_args
 
-    add_dataclass_args(p, EvaluateConfig, skip=("split", "group_keys", "fairness_min_count", *skip), help_=EVAL_HELP)
+    add_dataclass_args(p, EvaluateConfig, skip=("split", "group_keys", "fairness_min_count", "device", *skip),
+                       help_=EVAL_HELP)
+    add_device_arg(p, SUPPRESS, shown=EvaluateConfig.device)
     p.add_argument("--split", choices=SPLITS, default=SUPPRESS,
                    help="val: the checkpoint's seeded validation split and FER2013 PublicTest; all: every labelled "
                         "image given (a separate test set) (default: val)")
@@ -136,6 +158,8 @@ def eval_config(args: argparse.Namespace):
     from ..evaluate.evaluate import EvaluateConfig
     from ._args import config_from_args
 
+    if "device" in args:  # resolved first: a missing GPU is reported before any data is looked at
+        args.device = str(resolve_device(args.device))
     return config_from_args(EvaluateConfig, args)
 
 

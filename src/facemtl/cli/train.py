@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 
+from .._device import resolve_device
 from ..train.loop import TrainConfig
-from ._args import add_dataclass_args, config_from_args, load_yaml_config
+from ._args import SUPPRESS, add_dataclass_args, config_from_args, load_yaml_config
+from ._common import add_device_arg
 
 HELP = {
     "utkface": "UTKFace folder", "fer2013": "FER2013 folder (train/, test/) or fer2013.csv",
@@ -34,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "every option can also come from a YAML --config file (flags override it).")
     p.add_argument("--config", help="YAML file with TrainConfig options")
     add_dataclass_args(p, TrainConfig, skip=("augment", "sample_ratio", "tasks", "geometry", "framing",
-                                             "source_val_fraction"), help_=HELP)
+                                             "source_val_fraction", "device"), help_=HELP)
+    add_device_arg(p, SUPPRESS, shown=TrainConfig.device)
     p.add_argument("--tasks", default=argparse.SUPPRESS, help="comma-separated tasks (default: all)")
     p.add_argument("--sample-ratio", default=argparse.SUPPRESS,
                    help="mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)")
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--sample-ratio {args.sample_ratio!r}: expected name=weight,name=weight") from None
     cfg = config_from_args(TrainConfig, args, base)
+    resolve_device(cfg.device)  # the flag's or the --config file's: a missing GPU fails now, not mid-setup
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

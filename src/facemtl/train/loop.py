@@ -129,9 +129,9 @@ class TrainConfig:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from .._device import resolve_device
+
+    return resolve_device(name)
 
 
 def selection_score(m: dict[str, float]) -> float:
