@@ -1,9 +1,15 @@
 """The HTTP service: ``create_app(analyzer)`` -> a FastAPI app with /predict, /predict/batch, /explain and a page.
 
 Responses use the Python schema (``ImageResult.to_dict()``). Every error is JSON ``{"error": "..."}``:
-400 unreadable/empty image, 413 too large (bytes or pixels), 415 not an image content type, 422 missing field,
-bad base64 or unknown name, 503 overloaded (with ``Retry-After``). Inference runs on one worker thread that
-batches images of concurrent requests (see :mod:`facemtl.serve._worker`).
+400 unreadable/empty image, malformed body or a ``Host`` not allowed, 408 body not received in time, 413 too
+large (bytes or pixels), 415 not an image content type, 422 missing, repeated or bad field, bad base64 or unknown
+name, 503 overloaded (with ``Retry-After``). Inference runs on one worker thread that batches images of
+concurrent requests (see :mod:`facemtl.serve._worker`).
+
+Under hostile load: a request takes a concurrency slot only once its body is fully read, and reading a body has a
+deadline (``body_timeout``), so idle or dribbling connections cannot hold the slots; a batch body has its own
+total limit (``max_batch_mb``), refused from ``Content-Length`` before reading or as soon as a streamed body
+passes it; decoded pixels in flight across all requests are bounded (``max_pixels_in_flight``).
 
 Note: no ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at runtime, and
 FastAPI itself is imported inside :func:`create_app` (an optional dependency).
@@ -17,8 +23,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,13 +38,17 @@ from ..errors import FacemtlError, InvalidInputError, UnknownNameError
 from ..image import load_image, too_many_pixels_message
 from ._worker import InferenceWorker
 
-__all__ = ["ServeError", "create_app"]
+__all__ = ["PixelBudget", "ServeError", "create_app"]
 
 log = logging.getLogger(__name__)
 
 # Content types accepted as an image file; others get 415. Empty = the client did not say (decode and see).
 _IMAGE_TYPES_OK = ("", "application/octet-stream")
 _JSON_SLACK = 64 * 1024  # JSON framing around the base64 text
+# The web page is self-contained (inline style and script, same-origin fetch, blob: Grad-CAM images).
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+_SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
 
 
 class ServeError(Exception):
@@ -55,8 +67,8 @@ def _status_for(exc: Exception) -> int:
     return 400 if isinstance(exc, FacemtlError) else 500
 
 
-def _decode_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """Bytes -> RGB array; raises ServeError 400 (unreadable/empty) or 413 (bytes or pixels over the limit)."""
+def _image_pixels(data: bytes, name: str, max_bytes: int, max_pixels: int) -> int:
+    """Width x height from the image header alone; raises ServeError 400 (unreadable/empty) or 413 (over a limit)."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -73,6 +85,12 @@ def _decode_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
     if w * h > max_pixels:
         raise ServeError(413, f"{name}: {w}x{h} = {w * h / 1e6:.1f} megapixels is above the limit of "
                          f"{max_pixels / 1e6:.1f}; downscale it")
+    return w * h
+
+
+def _decode_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Bytes -> RGB array; raises ServeError 400 (unreadable/empty) or 413 (bytes or pixels over the limit)."""
+    _image_pixels(data, name, max_bytes, max_pixels)
     try:
         return load_image(data, max_pixels=None)
     except InvalidInputError as exc:
@@ -81,6 +99,106 @@ def _decode_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.2f} MB"
+
+
+class PixelBudget:
+    """Decoded pixels in flight across all requests; ``hold(n)`` is 503 at once when they would pass ``capacity``.
+
+    Args:
+        capacity: most pixels decoded (or being decoded) at once, all requests together.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int):
+        if pixels > self.capacity:
+            raise ServeError(413, f"the image(s) of this request total {pixels / 1e6:.1f} megapixels, above the "
+                             f"{self.capacity / 1e6:.1f} the server decodes at once; send fewer or smaller images")
+        with self._lock:
+            if self.used + pixels > self.capacity:
+                raise ServeError(503, f"server busy: {self.used / 1e6:.1f} of {self.capacity / 1e6:.1f} megapixels "
+                                 "in flight; retry shortly", headers={"Retry-After": "1"})
+            self.used += pixels
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self.used -= pixels
+
+
+def _face_index(value: Any) -> int:
+    """The ``face`` field (JSON int or form string) -> a non-negative int; ServeError 422 otherwise."""
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 6:
+        return int(value.strip())
+    if isinstance(value, float) and value.is_integer():  # 2.0 is 2; 1e400 (inf) and NaN are not integers
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**6:
+        return value
+    raise ServeError(422, f"face must be a non-negative integer index, got {str(value)[:40]!r}")
+
+
+def _checkpoint_label(path: Any) -> str | None:
+    """What /info shows of the checkpoint: its file name, or "bundled default"; never the server's folders."""
+    if not path:
+        return None
+    try:
+        from ..weights import default_checkpoint_path
+
+        if Path(str(path)).resolve() == default_checkpoint_path(verify=False).resolve():
+            return "bundled default"
+    except Exception:  # noqa: BLE001 - no bundled file: just the name
+        pass
+    return Path(str(path)).name
+
+
+def _host_name(host: str) -> str:
+    """A Host header -> the lower-case name without port ("[::1]:8000" -> "::1")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class _Guard:
+    """ASGI middleware: 400 for a ``Host`` not in ``allowed`` (None or "*": any), and security headers."""
+
+    def __init__(self, app: Any, allowed: Sequence[str] | None) -> None:
+        self.app = app
+        names = [h.strip().lower().strip("[]") for h in (allowed or ["*"]) if h.strip()]
+        self.any = "*" in names
+        self.exact = {h for h in names if not h.startswith("*.")}
+        self.suffixes = tuple(h[1:] for h in names if h.startswith("*."))
+
+    def allowed(self, host: str) -> bool:
+        name = _host_name(host)
+        return self.any or name in self.exact or (bool(name) and name.endswith(self.suffixes))
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+
+        async def send_secured(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {k.lower() for k, _v in headers}
+                headers += [(k, v) for k, v in _SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if not self.allowed(host):
+            body = json.dumps({"error": f"Host {host[:100]!r} is not allowed here (see --allowed-hosts)"}).encode()
+            await send_secured({"type": "http.response.start", "status": 400, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close")]})
+            await send_secured({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send_secured)
 
 
 def _b64(text: Any, field: str) -> bytes:
@@ -117,7 +235,7 @@ def model_info(analyzer: Any) -> dict[str, Any]:
         "input_size": analyzer.input_size,
         "detector": getattr(det, "name", type(det).__name__),
         "tasks": tasks,
-        "checkpoint": info.get("checkpoint"),
+        "checkpoint": _checkpoint_label(info.get("checkpoint")),
         "flip_tta": analyzer.options.flip_tta,
         "explain": _explainable(analyzer),
     }
@@ -164,13 +282,15 @@ _EXPLAIN_BODY = {
 }
 _ERR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
 _ERRORS = {str(s): {"description": d, **_ERR} for s, d in (
-    (400, "unreadable, truncated or empty image"), (413, "upload or image too large"),
-    (415, "not an image content type"), (422, "missing field, bad base64 or unknown name"),
+    (400, "unreadable, truncated or empty image, malformed body"), (408, "request body not received in time"),
+    (413, "upload or image too large"),
+    (415, "not an image content type"), (422, "missing, repeated or bad field, bad base64 or unknown name"),
     (503, "overloaded; retry after Retry-After seconds"))}
 
 
 def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_000_000, max_batch: int = 16,
-               max_concurrency: int = 4) -> Any:
+               max_concurrency: int = 4, body_timeout: float = 10, max_batch_mb: float = 64,
+               max_pixels_in_flight: int | None = None, allowed_hosts: Sequence[str] | None = None) -> Any:
     """Build the FastAPI app serving ``analyzer``.
 
     Args:
@@ -178,7 +298,15 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
         max_upload_mb: largest accepted image file, in megabytes (base64 counts its decoded size).
         max_pixels: largest accepted image, in pixels (checked from the header, before decoding).
         max_batch: most images per /predict/batch request, and per forward-pass group across requests.
-        max_concurrency: requests processed or waiting at once; more get 503 with ``Retry-After``.
+        max_concurrency: requests processed or waiting at once; more get 503 with ``Retry-After``. A request
+            counts once its body is read.
+        body_timeout: seconds to receive a whole request body; slower (or stalled) bodies get 408.
+        max_batch_mb: largest /predict/batch body, in megabytes, all images together (base64 counts its decoded
+            size); refused from ``Content-Length`` before reading, or as soon as a streamed body passes it.
+        max_pixels_in_flight: most decoded pixels held at once, all requests together (None:
+            ``max_pixels * max_concurrency``); a request over what is left gets 503, one over the whole 413.
+        allowed_hosts: ``Host`` header names served (port ignored; "*.example.com" for sub-domains); others
+            get 400. None or "*": any (``facemtl serve`` defaults to the loopback names when bound to loopback).
 
     Returns:
         A FastAPI application: ``GET /`` (page), ``/health``, ``/info``, ``POST /predict``,
@@ -202,7 +330,14 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     if max_upload_mb <= 0 or max_pixels <= 0 or max_batch < 1 or max_concurrency < 1:
         raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive, got "
                          f"{max_upload_mb}, {max_pixels}, {max_batch}, {max_concurrency}")
+    if body_timeout <= 0 or max_batch_mb <= 0 or (max_pixels_in_flight is not None and max_pixels_in_flight < 1):
+        raise ValueError("body_timeout, max_batch_mb and max_pixels_in_flight must be positive, got "
+                         f"{body_timeout}, {max_batch_mb}, {max_pixels_in_flight}")
+    if isinstance(allowed_hosts, str):
+        allowed_hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()]
     max_bytes = int(max_upload_mb * 1024 * 1024)
+    max_batch_bytes = int(max_batch_mb * 1024 * 1024)
+    pixels = PixelBudget(max_pixels_in_flight or max_pixels * max_concurrency)
     worker = InferenceWorker(analyzer, max_batch=max_batch)
     state = {"active": 0, "served": 0, "rejected": 0}
     state_lock = threading.Lock()
@@ -217,8 +352,11 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
                   description="Face attributes (age, gender, emotion, ethnicity) for every face in a photo. "
                   "Results use the same schema as `ImageResult.to_dict()` in Python and `facemtl predict --json`.")
     app.state.worker = worker
+    app.state.pixels = pixels
     app.state.limits = {"max_upload_mb": max_upload_mb, "max_pixels": max_pixels, "max_batch": max_batch,
-                        "max_concurrency": max_concurrency}
+                        "max_concurrency": max_concurrency, "body_timeout_s": body_timeout,
+                        "max_batch_mb": max_batch_mb, "max_pixels_in_flight": pixels.capacity}
+    app.add_middleware(_Guard, allowed=allowed_hosts)
 
     # -- errors: always {"error": "..."} -------------------------------------------------------------
     @app.exception_handler(ServeError)
@@ -260,17 +398,34 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
                 state["active"] -= 1
                 state["served"] += 1
 
-    async def read_body(request: Request, limit: int) -> bytes:
+    async def read_body(request: Request, many: bool) -> bytes:
+        """The whole body, within its byte limit (413) and ``body_timeout`` (408); no slot is held meanwhile."""
+        from starlette.requests import ClientDisconnect
+
+        scale = 4 / 3 if media_type(request) == "application/json" else 1  # base64 inflates by 4/3
+        limit = int((max_batch_bytes if many else max_bytes) * scale) + 16 + _JSON_SLACK
+        what = f"{max_batch_mb:g} MB per batch, all images together" if many else f"{max_upload_mb:g} MB per image"
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise ServeError(413, f"request body of {_mb(int(declared))} is above the limit ({max_upload_mb:g} MB "
-                             "per image)")
+            raise ServeError(413, f"request body of {_mb(int(declared))} is above the limit ({what})",
+                             headers={"Connection": "close"})
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ServeError(413, f"request body is above the limit ({max_upload_mb:g} MB per image)")
-            chunks.append(chunk)
+
+        async def collect() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ServeError(413, f"request body is above the limit ({what})", headers={"Connection": "close"})
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(collect(), body_timeout)
+        except asyncio.TimeoutError:
+            raise ServeError(408, f"request body not received within {body_timeout:g} s ({size} bytes came)",
+                             headers={"Connection": "close"}) from None
+        except ClientDisconnect:
+            raise ServeError(400, "client disconnected before the body was complete") from None
         return b"".join(chunks)
 
     def replay(request: Request, body: bytes) -> Request:
@@ -298,18 +453,17 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
             raise ServeError(400, "empty request body: send a multipart file or a JSON object")
         try:
             obj = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ServeError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ServeError(400, "request body is not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers past Python's digit limit
+            raise ServeError(400, f"request body is not valid JSON: {str(exc)[:200]}") from None
         if not isinstance(obj, dict):
             raise ServeError(422, f"JSON body must be an object, got {type(obj).__name__}")
         return obj
 
-    async def read_images(request: Request, many: bool) -> tuple[list[tuple[str, Any]], dict]:
-        """-> [(name, bytes | ServeError)], extra fields. Single mode raises instead of recording errors."""
-        per_item = max_bytes * 4 // 3 + 16  # base64 inflates by 4/3
-        limit = (max_batch if many else 1) * (per_item if media_type(request) == "application/json"
-                                              else max_bytes) + _JSON_SLACK
-        body = await read_body(request, limit)
+    async def read_images(request: Request, body: bytes, many: bool) -> tuple[list[tuple[str, Any]], dict]:
+        """Parse a body read by read_body -> [(name, bytes | ServeError)], extra fields. Single mode raises
+        instead of recording errors."""
         mtype = media_type(request)
         field = "files" if many else "file"
         if mtype == "multipart/form-data":
@@ -322,6 +476,9 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
             uploads = [u for u in form.getlist(field) if hasattr(u, "read")]
             if not uploads:
                 raise ServeError(422, f"missing form field {field!r}: upload the image(s) as {field}=@photo.jpg")
+            if not many and len(uploads) > 1:
+                raise ServeError(422, f"{len(uploads)} {field!r} parts: send one image here (several: "
+                                 "/predict/batch with field 'files')")
             extra = {k: v for k, v in form.items() if isinstance(v, str)}
             items: list[tuple[str, Any]] = []
             for i, up in enumerate(uploads):
@@ -378,10 +535,21 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
         arr = _decode_image(data, name, max_bytes, max_pixels)
         return arr, (time.perf_counter() - t0) * 1e3
 
+    def header_pixels(items: list[tuple[str, Any]]) -> list[Any]:
+        """Per item: pixels from its header, or the ServeError it gave (already one, unreadable, too large)."""
+        out: list[Any] = []
+        for name, data in items:
+            try:
+                out.append(data if isinstance(data, ServeError) else _image_pixels(data, name, max_bytes, max_pixels))
+            except ServeError as exc:
+                out.append(exc)
+        return out
+
     # -- endpoints ----------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse(resources.files(__package__).joinpath("static/index.html").read_text("utf-8"))
+        return HTMLResponse(resources.files(__package__).joinpath("static/index.html").read_text("utf-8"),
+                            headers={"Content-Security-Policy": PAGE_CSP})
 
     @app.get("/health", summary="Liveness and counters")
     def health() -> dict:
@@ -396,10 +564,17 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     @app.post("/predict", summary="Every face in one image", openapi_extra={"requestBody": _PREDICT_BODY},
               responses=_ERRORS)
     async def predict(request: Request) -> JSONResponse:
+        body = await read_body(request, many=False)
         with _Slot():
-            (name, data), = (await read_images(request, many=False))[0]
-            arr, load_ms = await run_in_threadpool(decode_timed, data, name)
-            (res,) = await analyze([(name, arr)], [load_ms])
+            (name, data), = (await read_images(request, body, many=False))[0]
+            del body
+            (px,) = header_pixels([(name, data)])
+            if isinstance(px, ServeError):
+                raise px
+            with pixels.hold(px):
+                arr, load_ms = await run_in_threadpool(decode_timed, data, name)
+                (res,) = await analyze([(name, arr)], [load_ms])
+                del arr
         if isinstance(res, ItemError):
             raise ServeError(400, f"{res.source}: {res.error}")
         return JSONResponse(res.to_dict())
@@ -407,12 +582,16 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     @app.post("/predict/batch", summary="Every face in several images; per-image errors are recorded",
               openapi_extra={"requestBody": _BATCH_BODY}, responses=_ERRORS)
     async def predict_batch(request: Request) -> JSONResponse:
+        body = await read_body(request, many=True)
         with _Slot():
-            items, _extra = await read_images(request, many=True)
+            items, _extra = await read_images(request, body, many=True)
+            del body
             if not items:
                 raise ServeError(422, "no images in the request")
             if len(items) > max_batch:
                 raise ServeError(413, f"{len(items)} images in one request; the limit is {max_batch}")
+            sizes = await run_in_threadpool(header_pixels, items)
+            items = [(name, px if isinstance(px, ServeError) else data) for (name, data), px in zip(items, sizes)]
 
             def decode_all() -> list:
                 out = []
@@ -423,9 +602,12 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
                         out.append(exc)
                 return out
 
-            decoded = await run_in_threadpool(decode_all)
-            good = [(name, d) for (name, _d), d in zip(items, decoded) if not isinstance(d, ServeError)]
-            results = iter(await analyze([(n, d[0]) for n, d in good], [d[1] for _n, d in good])) if good else iter(())
+            with pixels.hold(sum(px for px in sizes if not isinstance(px, ServeError))):
+                decoded = await run_in_threadpool(decode_all)
+                good = [(name, d) for (name, _d), d in zip(items, decoded) if not isinstance(d, ServeError)]
+                results = iter(await analyze([(n, d[0]) for n, d in good], [d[1] for _n, d in good]) if good else ())
+                del good  # the decoded arrays go with the pixels held; only the errors are needed below
+                decoded = [d if isinstance(d, ServeError) else None for d in decoded]
         out = []
         for (name, _d), arr in zip(items, decoded):
             res = {"source": name, "error": arr.message} if isinstance(arr, ServeError) else next(results)
@@ -439,29 +621,33 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     async def explain(request: Request) -> Response:
         if not _explainable(analyzer):
             raise ServeError(422, "this model cannot be explained (Grad-CAM needs a PyTorch checkpoint, not ONNX)")
+        body = await read_body(request, many=False)
         with _Slot():
-            items, extra = await read_images(request, many=False)
+            items, extra = await read_images(request, body, many=False)
+            del body
             (name, data), = items
-            try:
-                face = int(extra.get("face", 0))
-            except (TypeError, ValueError):
-                raise ServeError(422, f"face must be an integer index, got {extra.get('face')!r}") from None
+            face = _face_index(extra.get("face", 0))
             tasks = extra.get("tasks") or None
-            if tasks is not None and not isinstance(tasks, (str, list)):
+            if tasks is not None and not (isinstance(tasks, str) or (isinstance(tasks, list) and all(
+                    isinstance(t, str) for t in tasks))):
                 raise ServeError(422, "tasks must be a comma-separated string or a list of task names")
-            arr = await run_in_threadpool(_decode_image, data, name, max_bytes, max_pixels)
+            (px,) = header_pixels([(name, data)])
+            if isinstance(px, ServeError):
+                raise px
+            with pixels.hold(px):
+                arr = await run_in_threadpool(_decode_image, data, name, max_bytes, max_pixels)
 
-            def run() -> bytes:
-                from PIL import Image
+                def run() -> bytes:
+                    from PIL import Image
 
-                from ..explain import explain_face, render_panel
+                    from ..explain import explain_face, render_panel
 
-                panel = render_panel(explain_face(analyzer, arr, face_index=face, tasks=tasks))
-                buf = io.BytesIO()
-                Image.fromarray(panel).save(buf, format="PNG")
-                return buf.getvalue()
+                    panel = render_panel(explain_face(analyzer, arr, face_index=face, tasks=tasks))
+                    buf = io.BytesIO()
+                    Image.fromarray(panel).save(buf, format="PNG")
+                    return buf.getvalue()
 
-            png = await asyncio.wrap_future(worker.submit_call(run))
+                png = await asyncio.wrap_future(worker.submit_call(run))
         return Response(png, media_type="image/png")
 
     _ = fastapi  # imported through require() so a missing package names the extra
