@@ -160,7 +160,7 @@ def test_batch_csv_records_errors_and_resumes(capsys, tmp_path):
     (src / "empty.jpg").write_bytes(b"")
     (src / "truncated.jpg").write_bytes((WILD / "facerec_two_people.jpg").read_bytes()[:2000])
     out = tmp_path / "res.csv"
-    assert main(["batch", str(src), "--out", str(out), "--no-progress"]) == 0
+    assert main(["batch", str(src), "--out", str(out), "--no-progress"]) == 3  # some files failed
     rows = list(csv.DictReader(open(out, newline="")))
     cols = rows[0].keys()
     for c in ("file", "age", "gender", "emotion", "ethnicity", "gender_prob", "emotion_prob", "ethnicity_prob",
@@ -176,10 +176,15 @@ def test_batch_csv_records_errors_and_resumes(capsys, tmp_path):
     assert by_file["truncated.jpg"][0]["error"]
     # Resume: a second run adds nothing for files already done; a new file is added.
     shutil.copy(WILD / "facerec_two_people.jpg", src / "new.jpg")
-    assert main(["batch", str(src), "--out", str(out), "--no-progress"]) == 0
+    assert main(["batch", str(src), "--out", str(out), "--no-progress", "--no-retry-failed"]) == 3
     rows2 = list(csv.DictReader(open(out, newline="")))
     assert rows2[:len(rows)] == rows
     assert {Path(r["file"]).name for r in rows2[len(rows):]} == {"new.jpg"}
+    # By default a resume retries the files that failed (their error rows are replaced, never duplicated).
+    assert main(["batch", str(src), "--out", str(out), "--no-progress"]) == 3
+    rows3 = list(csv.DictReader(open(out, newline="")))
+    names = [Path(r["file"]).name for r in rows3]
+    assert names.count("empty.jpg") == 1 and names.count("truncated.jpg") == 1 and len(rows3) == len(rows2)
 
 
 @needs_data

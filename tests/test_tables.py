@@ -95,7 +95,7 @@ def _assert_rows_match(csv_rows: list[dict[str, str]], typed_rows: list[dict]) -
 
 def test_to_dataframe_is_the_batch_csv(folder, tmp_path, analyzer, built):
     out = tmp_path / "r.csv"
-    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 3
     header, rows = _csv(out)
     files = sorted(str(p) for p in folder.iterdir())
     df = facemtl.to_dataframe(analyzer.analyze_many(files, errors="record"))
@@ -115,8 +115,8 @@ def test_to_dataframe_is_the_batch_csv(folder, tmp_path, analyzer, built):
 
 def test_parquet_holds_the_csv_rows_typed(folder, tmp_path, built):
     out_csv, out_pq = tmp_path / "r.csv", tmp_path / "r.parquet"
-    assert main(["batch", str(folder), "--out", str(out_csv), "--no-progress"]) == 0
-    assert main(["batch", str(folder), "--out", str(out_pq), "--no-progress"]) == 0
+    assert main(["batch", str(folder), "--out", str(out_csv), "--no-progress"]) == 3
+    assert main(["batch", str(folder), "--out", str(out_pq), "--no-progress"]) == 3
     table = pq.read_table(out_pq)
     header, rows = _csv(out_csv)
     assert table.column_names == header
@@ -145,22 +145,24 @@ def test_parquet_resumes_and_keeps_what_was_done_on_ctrl_c(folder, tmp_path, ana
     assert out.is_file() and not partial.exists()  # converted on the way out
     assert [Path(f).name for f in pq.read_table(out).column("file").to_pylist()] == ["a_one.png", "b_two.png",
                                                                                       "b_two.png"]
-    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 0  # resume: only the rest
+    # resume: only the rest
+    assert main(["batch", str(folder), "--out", str(out), "--no-progress", "--no-retry-failed"]) == 3
     assert [[Path(f).name for f in run] for run in built["sources"]] == [["c_none.png", "d_broken.jpg"]]
     full = pq.read_table(out).to_pylist()
     assert [Path(r["file"]).name for r in full] == ["a_one.png", "b_two.png", "b_two.png", "c_none.png",
                                                     "d_broken.jpg"]
-    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 0  # all done: nothing run
+    # all done: nothing run
+    assert main(["batch", str(folder), "--out", str(out), "--no-progress", "--no-retry-failed"]) == 3
     assert len(built["sources"]) == 1 and pq.read_table(out).to_pylist() == full
 
     # A run killed before converting leaves the sidecar (its last line cut): the next run resumes from it.
     out_csv = tmp_path / "ref.csv"
-    assert main(["batch", str(folder), "--out", str(out_csv), "--no-progress"]) == 0
+    assert main(["batch", str(folder), "--out", str(out_csv), "--no-progress"]) == 3
     lines = out_csv.read_bytes().splitlines(keepends=True)
     out.unlink()
     partial.write_bytes(b"".join(lines[:3]) + lines[3][:25])  # header, a_one, b_two face 0, face 1 cut
     built["sources"].clear()
-    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert main(["batch", str(folder), "--out", str(out), "--no-progress", "--no-retry-failed"]) == 3
     assert [Path(f).name for f in built["sources"][0]] == ["b_two.png", "c_none.png", "d_broken.jpg"]
     assert not partial.exists()  # b_two had 1 of its 2 rows: dropped and redone whole
     assert pq.read_table(out).to_pylist() == full
@@ -168,11 +170,11 @@ def test_parquet_resumes_and_keeps_what_was_done_on_ctrl_c(folder, tmp_path, ana
 
 def test_csv_resume_drops_a_cut_last_line(folder, tmp_path, built):
     out = tmp_path / "r.csv"
-    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 3
     whole = out.read_bytes()
     lines = whole.splitlines(keepends=True)
     out.write_bytes(b"".join(lines[:-1]) + lines[-1][:10])  # killed while writing d_broken's row
-    assert main(["batch", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert main(["batch", str(folder), "--out", str(out), "--no-progress", "--no-retry-failed"]) == 3
     assert [Path(f).name for f in built["sources"][-1]] == ["d_broken.jpg"]
     assert out.read_bytes() == whole  # before: the new row was glued onto the cut one
 

@@ -15,10 +15,31 @@ from typing import Any
 from ._optional import require
 from .tasks import get_task, list_tasks
 
-__all__ = ["csv_columns", "column_types", "csv_rows", "to_dataframe", "csv_to_parquet", "parquet_to_csv",
-           "parquet_sources"]
+__all__ = ["safe_name", "csv_columns", "column_types", "csv_rows", "to_dataframe", "csv_to_parquet",
+           "parquet_to_csv", "parquet_sources", "parquet_status"]
 
 _PARQUET_BATCH_ROWS = 50_000  # rows per Parquet row group when converting a CSV: memory stays bounded
+
+
+def safe_name(name: Any) -> str:
+    """A file name as every writer records it (CSV, JSONL, Parquet, printed tables and JSON): bytes that are not
+    valid UTF-8 (on Linux, ``os.fsencode`` of the name; Python holds them as surrogates) are written as
+    ``\\xNN`` escapes, e.g. ``bad\\xff.jpg``, so any UTF-8 output can hold it. Valid names are unchanged; resume
+    compares names in this form."""
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    name = str(name)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = name.encode("utf-8", "surrogateescape")  # undecodable bytes of a file name, as Python reads them
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "backslashreplace")  # other lone surrogates: escaped as \\udcXX
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def csv_columns() -> list[str]:
@@ -49,12 +70,12 @@ def column_types() -> dict[str, str]:
 def csv_rows(res: Any) -> list[dict[str, Any]]:
     """Flatten one ImageResult (or ItemError) into CSV rows, from the same fields as to_dict()."""
     if not hasattr(res, "faces"):
-        return [{"file": res.source, "face": "", "n_faces": "", "error": res.error}]
+        return [{"file": safe_name(res.source), "face": "", "n_faces": "", "error": safe_name(res.error)}]
     if not res.faces:
-        return [{"file": res.source, "face": "", "n_faces": 0, "error": ""}]
+        return [{"file": safe_name(res.source), "face": "", "n_faces": 0, "error": ""}]
     rows = []
     for i, face in enumerate(res.faces):
-        row: dict[str, Any] = {"file": res.source, "face": i, "n_faces": len(res.faces), "error": "",
+        row: dict[str, Any] = {"file": safe_name(res.source), "face": i, "n_faces": len(res.faces), "error": "",
                                "det_score": round(face.score, 4)}
         row.update(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in face.box.xyxy)))
         for name, pred in face.attributes.items():
@@ -129,7 +150,8 @@ def csv_to_parquet(csv_path: str | Path, out: str | Path) -> Path:
     out = Path(out)
     schema = _arrow_schema(pa)
     tmp = out.with_name(out.name + ".tmp")
-    with open(csv_path, newline="") as f, pq.ParquetWriter(str(tmp), schema) as writer:
+    with open(csv_path, newline="", encoding="utf-8", errors="replace") as f, \
+            pq.ParquetWriter(str(tmp), schema) as writer:
         batch: list[list[Any]] = []
         for values in _typed_rows(csv.DictReader(f)):
             batch.append(values)
@@ -147,7 +169,7 @@ def parquet_to_csv(path: str | Path, csv_path: str | Path) -> Path:
     pq = require("pyarrow.parquet", extra="parquet", package="pyarrow")
     cols = csv_columns()
     pf = pq.ParquetFile(str(path))
-    with open(csv_path, "w", newline="") as f:
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, cols, extrasaction="ignore")
         writer.writeheader()
         for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
@@ -157,5 +179,18 @@ def parquet_to_csv(path: str | Path, csv_path: str | Path) -> Path:
 
 def parquet_sources(path: str | Path) -> set[str]:
     """The ``file`` values of a batch Parquet file (the files it has done)."""
+    return parquet_status(path)[0]
+
+
+def parquet_status(path: str | Path) -> tuple[set[str], set[str]]:
+    """The files a batch Parquet file has done, and those of them it holds only an error row for (failed)."""
     pq = require("pyarrow.parquet", extra="parquet", package="pyarrow")
-    return {f for f in pq.read_table(str(path), columns=["file"]).column("file").to_pylist() if f}
+    table = pq.read_table(str(path), columns=["file", "error"])
+    done: set[str] = set()
+    ok: set[str] = set()
+    for f, err in zip(table.column("file").to_pylist(), table.column("error").to_pylist()):
+        if f:
+            done.add(f)
+            if not err:
+                ok.add(f)
+    return done, done - ok

@@ -12,6 +12,8 @@ __all__ = [
     "MissingDependencyError",
     "DatasetError",
     "DeviceError",
+    "OutputError",
+    "OutputLockedError",
     "unknown_name",
 ]
 
@@ -42,6 +44,15 @@ class DatasetError(FacemtlError, ValueError):
 
 class DeviceError(FacemtlError, ValueError):
     """A device this machine does not have (``cuda`` without a CUDA GPU, ``cuda:3`` with one GPU)."""
+
+
+class OutputError(FacemtlError):
+    """An output that cannot be written: a read-only place, a folder that cannot be created, an existing folder
+    where a file is wanted (or a file where a folder is), a full disk; the message names the output and why."""
+
+
+class OutputLockedError(OutputError):
+    """An output another ``facemtl batch`` process is writing right now (it holds ``<out>.lock``)."""
 
 
 def unknown_name(kind: str, value: object, valid: Iterable[str]) -> UnknownNameError:

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 a FacemtlError, 2 usage, 130 interrupted)."""
+    """Entry point; returns the exit code (0 ok, 1 a FacemtlError or every file failed, 2 usage, 3 some files
+    failed (predict, batch), 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

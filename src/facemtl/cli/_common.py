@@ -3,13 +3,16 @@ of evaluate and audit."""
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .._device import DEVICE_METAVAR, check_device_name, resolve_device
-from ..errors import InvalidInputError, UnknownNameError
+from ..errors import InvalidInputError, OutputError, UnknownNameError
 from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -76,9 +79,80 @@ def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
                                         max_pixels=args.max_pixels)
 
 
+def link_problem(path: str | Path) -> str | None:
+    """Why ``path`` is a symbolic link that leads to no file ("dangling symbolic link -> target", "symbolic link
+    loop -> target"), or None: the file-expansion helpers keep such links so they become error rows, not silence."""
+    try:
+        if not os.path.islink(path):
+            return None
+        target = os.readlink(path)
+    except OSError:
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"dangling symbolic link -> {target}"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop -> {target}"
+        return f"symbolic link -> {target}: {exc.strerror or exc}"
+    return None
+
+
+def _is_candidate(f: Path) -> bool:
+    """A regular file, or a symbolic link that leads nowhere (reported per file by :func:`analyze_files`)."""
+    return f.is_file() or link_problem(f) is not None
+
+
 def _folder_images(folder: Path, recursive: bool) -> list[str]:
     pattern = "**/*" if recursive else "*"
-    return sorted(str(f) for f in folder.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(str(f) for f in folder.glob(pattern) if f.suffix.lower() in IMAGE_EXTENSIONS and _is_candidate(f))
+
+
+def analyze_files(analyzer, files: list[str]) -> Iterator:
+    """``analyzer.analyze_many(files, errors="record")`` in order, a symbolic link that leads nowhere giving an
+    ItemError with the real reason (:func:`link_problem`) instead of reaching the decoder."""
+    from ..analyzer import ItemError
+
+    problems = {f: link_problem(f) for f in files}
+    results = analyzer.analyze_many([f for f in files if not problems[f]], errors="record")
+    for f in files:
+        yield ItemError(f, problems[f]) if problems[f] else next(results)
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Before any model is loaded: ``path`` (given as ``flag``) must not be a folder, its folder must exist or be
+    creatable (it is created) and be writable, and an existing file must be writable; else one OutputError."""
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; name a file in it, e.g. {path / ('results' + path.suffix)}"
+                          if path.suffix else f"{flag} {path} is a folder; name a file, e.g. {path / 'results.csv'}")
+    _make_folder(path.parent, f"the folder of {flag} {path}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {flag} {path}: folder {path.parent} is read-only")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write {flag} {path}: the file is read-only")
+
+
+def check_output_dir(path: Path, flag: str) -> None:
+    """Before any model is loaded: ``path`` (given as ``flag``) must be a folder or creatable as one (it is
+    created) and be writable; else one OutputError."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is a file, not a folder; name a folder to write into")
+    _make_folder(path, f"{flag} {path}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {flag} {path}: the folder is read-only")
+
+
+def _make_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create {what}: {folder} is a file, not a folder") from None
+    except NotADirectoryError:
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise OutputError(f"cannot create {what}: {blocker} is a file, not a folder") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create {what} ({folder}): {exc.strerror or exc}") from None
 
 
 def _no_images_message(item: str, recursive: bool) -> str:
@@ -110,8 +184,10 @@ def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
             out.extend(found)
         elif p.exists():
             out.append(item)
+        elif link_problem(item):
+            raise InvalidInputError(f"{item}: {link_problem(item)}")
         elif any(c in item for c in "*?["):
-            found = sorted(f for f in glob.glob(item, recursive=True) if Path(f).is_file())
+            found = sorted(f for f in glob.glob(item, recursive=True) if _is_candidate(Path(f)))
             if not found:
                 raise InvalidInputError(f"no files match {item!r}")
             out.extend(found)

@@ -9,10 +9,16 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from .._rows import safe_name
 from ..errors import FacemtlError, InvalidInputError
 from ..video import VideoConfig
 from ._args import add_dataclass_args, config_from_args
-from ._common import VIDEO_EXTENSIONS, add_analyzer_args, build_analyzer, expand_inputs, quiet
+from ._common import (VIDEO_EXTENSIONS, add_analyzer_args, analyze_files, build_analyzer, check_output_dir,
+                      expand_inputs, quiet)
+
+EXIT_CODES = """exit status: 0 no input failed; 1 a setup or output error (bad option value, missing input,
+--save-dir not a writable folder; one message on stderr) or every input failed; 2 command-line usage error;
+3 some inputs failed (each named on stderr); 130 interrupted."""
 
 VIDEO_HELP = {
     "every_n": "analyse every n-th frame (default: about --target-fps frames per second)",
@@ -28,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="analyse images (files, folders, globs), videos or a webcam",
                        description="Find every face and predict its attributes. Videos ("
                        + ", ".join(VIDEO_EXTENSIONS) + ") and --webcam: faces are tracked across sampled frames, "
-                       "their answers smoothed over time, and a per-frame CSV (and annotated video) written.")
+                       "their answers smoothed over time, and a per-frame CSV (and annotated video) written.",
+                       epilog=EXIT_CODES)
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|GLOB|VIDEO")
     add_analyzer_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines); "
@@ -117,7 +124,7 @@ def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
             summary = analyze_video(analyzer, src, config, csv_path, video_out, progress)
         except FacemtlError as exc:
             failed += 1
-            print(f"{src}: error: {exc}", file=sys.stderr)
+            print(f"{safe_name(src)}: error: {exc}", file=sys.stderr)
             continue
         except KeyboardInterrupt:
             print(f"{src}: interrupted; frames done so far are in {csv_path}"
@@ -126,12 +133,13 @@ def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
         finally:
             bar.close()
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps({k: safe_name(v) if isinstance(v, str) else v for k, v in summary.items()}))
         else:
             outs = ", ".join(x for x in (summary["csv"], summary["video"]) if x)
-            print(f"{summary['source']}: {summary['frames_analysed']} of {summary['frames_read']} frame(s) analysed "
+            print(f"{safe_name(summary['source'])}: {summary['frames_analysed']} of {summary['frames_read']} frame(s) "
+                  f"analysed "
                   f"(every {summary['every_n']}), {summary['faces']} face(s) in {summary['tracks']} track(s), "
-                  f"{summary['seconds']:.1f} s -> {outs}")
+                  f"{summary['seconds']:.1f} s -> {safe_name(outs)}")
     return failed
 
 
@@ -145,24 +153,27 @@ def run(args: argparse.Namespace) -> int:
     files = [f for f in found if f not in videos]
     if args.webcam is not None:
         videos.append(args.webcam)
+    if args.save_dir:
+        check_output_dir(Path(args.save_dir), "--save-dir")  # before the model loads
     analyzer = build_analyzer(args, keep_image=bool(args.save_dir))
     failed_videos = _run_videos(args, analyzer, videos) if videos else 0
     if not files:
-        return 1 if failed_videos and failed_videos == len(videos) else 0
+        return _exit_code(failed_videos, len(videos))
     save = Path(args.save_dir) if args.save_dir else None
     outputs = save_paths(files, save) if save is not None else {}
     written: set[Path] = set()
     skipped = 0
     failed = 0
-    for res in analyzer.analyze_many(files, errors="record"):
+    for res in analyze_files(analyzer, files):
+        name = safe_name(res.source)  # a file name that is not UTF-8 is printed escaped, never a crash
         if not hasattr(res, "faces"):
             failed += 1
-            print(f"{res.source}: error: {res.error}", file=sys.stderr)
+            print(f"{name}: error: {safe_name(res.error)}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps(res.to_dict()))
+            print(json.dumps({**res.to_dict(), "source": name}))
         else:
-            print(f"{res.source}: {len(res.faces)} face(s)")
+            print(f"{name}: {len(res.faces)} face(s)")
             for i, face in enumerate(res.faces):
                 print(f"  [{i}] {_row(face)}")
         if save is not None:
@@ -170,12 +181,25 @@ def run(args: argparse.Namespace) -> int:
             if out.exists() and out not in written and not args.overwrite:
                 skipped += 1
                 failed += 1
-                print(f"{res.source}: error: {out} already exists; not overwritten (pass --overwrite to replace it)",
+                print(f"{name}: error: {safe_name(out)} already exists; not overwritten (pass --overwrite to "
+                      "replace it)", file=sys.stderr)
+                continue
+            try:
+                res.save(out)
+            except (OSError, FacemtlError) as exc:  # one file's drawing failing (disk full) does not end the run
+                failed += 1
+                print(f"{name}: error: cannot write {safe_name(out)}: {getattr(exc, 'strerror', None) or exc}",
                       file=sys.stderr)
                 continue
-            res.save(out)
             written.add(out)
     if save is not None and not args.json and not quiet(args):
-        print(f"{len(written)} drawn image(s) written to {save}/"
+        print(f"{len(written)} drawn image(s) written to {safe_name(save)}/"
               + (f"; {skipped} left alone: already there (--overwrite replaces them)" if skipped else ""))
-    return 1 if failed + failed_videos == len(files) + len(videos) else 0
+    return _exit_code(failed + failed_videos, len(files) + len(videos))
+
+
+def _exit_code(failed: int, total: int) -> int:
+    """0 none failed, 1 every input failed, 3 some failed (see EXIT_CODES)."""
+    if not failed:
+        return 0
+    return 1 if failed >= total else 3
