@@ -156,7 +156,8 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
         ok = np.flatnonzero(cached.ok)
         failed["unreadable"] += int(len(recs) - len(ok))
         if framing.uses_detector:
-            failed[f"{src}: no face found in the crop (kept with its own framing)"] += int((cached.ok & ~cached.found).sum())
+            missed = int((cached.ok & ~cached.found).sum())
+            failed[f"{src}: no face found in the crop (kept with its own framing)"] += missed
         for j in range(0, len(ok), cfg.batch_size):
             part = ok[j:j + cfg.batch_size]
             out = predict_crops_raw(model, np.asarray(cached.images[part]), size, cfg.batch_size, cfg.flip_tta,
