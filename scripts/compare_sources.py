@@ -10,7 +10,6 @@ import sys
 
 COLS = [("n", None), ("age MAE", ("age", "mae", 1, ".2f")), ("age MAE 0-19/20-39/40-59/60+", "bands"),
         ("age in bin", ("age", "interval.in_bin", 100, ".1f")),
-        ("age group acc", ("age", "interval.group_accuracy", 100, ".1f")),
         ("gender", ("gender", "accuracy", 100, ".1f")), ("emotion", ("emotion", "accuracy", 100, ".1f")),
         ("emotion (FER+ labels)", ("emotion", "ferplus.accuracy", 100, ".1f")),
         ("ethnicity", ("ethnicity", "accuracy", 100, ".1f")),

@@ -20,7 +20,7 @@ from .tasks import get_task, list_tasks
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["FaceAnalyzer", "create_model", "load_checkpoint", "list_tasks", "get_task", "list_backbones", "Box",
            "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError", "InvalidInputError",
            "UnknownNameError", "CheckpointError", "MissingDependencyError", "DatasetError", "DeviceError",
