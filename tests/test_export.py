@@ -242,3 +242,16 @@ def test_cli_export_int8_and_errors(tiny_files, tiny_dataset, tmp_path, capsys, 
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert bad in err and ("onnx" in err if flag == "--format" else "int8" in err)
+
+
+def test_evaluate_runs_an_onnx_model_with_the_same_figures(tiny_files, tiny_dataset, tmp_path):
+    from facemtl.evaluate.evaluate import EvaluateConfig, evaluate
+
+    _, ckpt, onnx_path = tiny_files
+    common = dict(utkface=str(tiny_dataset.utkface), fer2013=str(tiny_dataset.fer2013), split="all", bootstrap=0,
+                  cache_dir=str(tmp_path / "cache"))
+    a = evaluate(EvaluateConfig(model=str(ckpt), **common))
+    b = evaluate(EvaluateConfig(model=str(onnx_path), **common))
+    assert b["metrics"]["age"]["mae"] == pytest.approx(a["metrics"]["age"]["mae"], abs=1e-3)
+    for t in ("gender", "emotion", "ethnicity"):
+        assert b["metrics"][t]["accuracy"] == pytest.approx(a["metrics"][t]["accuracy"], abs=1e-9)

@@ -161,7 +161,7 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
         for j in range(0, len(ok), cfg.batch_size):
             part = ok[j:j + cfg.batch_size]
             out = predict_crops_raw(model, np.asarray(cached.images[part]), size, cfg.batch_size, cfg.flip_tta,
-                                    cfg.device)
+                                    cfg.device if isinstance(model, torch.nn.Module) else None)
             for k, v in out.items():
                 raw.setdefault(k, []).append(v)
             done += len(part)
@@ -235,7 +235,13 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         from ..weights import default_checkpoint_path
 
         path = str(default_checkpoint_path())
-    model, meta = load_checkpoint(path, device=cfg.device)
+    if str(path).lower().endswith(".onnx"):  # an exported model (fp32 or int8) runs on ONNX Runtime
+        from ..export.runtime import OnnxModel
+
+        model = OnnxModel(path, threads=cfg.threads)
+        meta = model.metadata
+    else:
+        model, meta = load_checkpoint(path, device=cfg.device)
     tcfg = meta.get("train_config") or {}
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
