@@ -206,7 +206,9 @@ def test_report_age() -> None:
     assert _strict_json(r) == r
     assert r["n"] == 4 and r["kind"] == "regression"
     assert r["mae"] == pytest.approx(1.75) and r["cs5"] == 1.0
-    assert set(r) >= {"mae", "rmse", "r2", "cs5", "mae_by_band", "age_group_accuracy", "n"}
+    assert set(r) >= {"mae", "rmse", "r2", "cs5", "mae_by_band", "mae_by_group", "age_group_accuracy", "n"}
+    assert list(r["mae_by_group"]) == [g for g, _ in AGE_GROUPS]
+    assert sum(v["n"] for v in r["mae_by_group"].values()) == r["n"]
     assert r["mae_by_band"]["60+"] == {"mae": None, "n": 0}
 
 

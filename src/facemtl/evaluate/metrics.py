@@ -577,6 +577,7 @@ def _regression_report(
         out["mae_by_band"] = mae_by_band(t, p, bands)
     if groups is not None:
         out["age_group_accuracy"] = age_group_accuracy(t, p, groups)
+        out["mae_by_group"] = mae_by_band(t, p, groups)  # the 9 finer groups of the true age (0-2 ... 70+)
     return out
 
 
