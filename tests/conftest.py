@@ -79,6 +79,22 @@ class FakeDetector:
         return sorted(self.detections, key=lambda d: -d.score)
 
 
+class GatedDetector(FakeDetector):
+    """A FakeDetector that holds each call until ``gate`` is set (at most ``timeout`` s); ``entered`` is set when
+    a call is waiting. For tests of what a busy server does."""
+
+    def __init__(self, detections: list[Detection], timeout: float = 10.0) -> None:
+        import threading
+
+        super().__init__(detections)
+        self.gate, self.entered, self.timeout = threading.Event(), threading.Event(), timeout
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.entered.set()
+        self.gate.wait(self.timeout)
+        return super().detect(image)
+
+
 FAKE_DETECTIONS = (
     # a big face with eye landmarks, inside a 64x64 image
     Detection(Box(8.0, 4.0, 56.0, 60.0), 0.95, ((24.0, 24.0), (40.0, 24.0), (32.0, 34.0), (27.0, 44.0), (37.0, 44.0))),

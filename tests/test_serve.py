@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -217,17 +216,11 @@ def test_concurrent_requests_all_succeed_with_their_own_sources(client, tiny_mod
 
 
 def test_overload_is_503_with_retry_after_then_recovers(tiny_model, jpeg):
-    gate, entered = threading.Event(), threading.Event()
+    from conftest import FAKE_DETECTIONS, GatedDetector
 
-    class SlowDetector(FakeDetector):
-        def detect(self, image):
-            entered.set()
-            gate.wait(10)
-            return super().detect(image)
-
-    from conftest import FAKE_DETECTIONS
-
-    a = FaceAnalyzer(tiny_model, SlowDetector(list(FAKE_DETECTIONS)), 64)
+    detector = GatedDetector(list(FAKE_DETECTIONS), timeout=10)
+    gate, entered = detector.gate, detector.entered
+    a = FaceAnalyzer(tiny_model, detector, 64)
     client = TestClient(create_app(a, max_concurrency=1))
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(client.post, "/predict", files={"file": ("1.jpg", jpeg, "image/jpeg")})

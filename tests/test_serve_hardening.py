@@ -25,7 +25,7 @@ pytest.importorskip("multipart")
 uvicorn = pytest.importorskip("uvicorn")
 
 import httpx
-from conftest import FAKE_DETECTIONS, FakeDetector
+from conftest import FAKE_DETECTIONS, GatedDetector
 from fastapi.testclient import TestClient
 
 from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer
@@ -173,15 +173,9 @@ def test_batch_over_the_total_is_413_before_the_body_is_read(analyzer, jpeg):
 
 
 def test_pixels_in_flight_are_bounded(tiny_model, jpeg):
-    gate, entered = threading.Event(), threading.Event()
-
-    class SlowDetector(FakeDetector):
-        def detect(self, image):
-            entered.set()
-            gate.wait(5)
-            return super().detect(image)
-
-    a = FaceAnalyzer(tiny_model, SlowDetector(list(FAKE_DETECTIONS)), 64)
+    detector = GatedDetector(list(FAKE_DETECTIONS), timeout=5)
+    gate, entered = detector.gate, detector.entered
+    a = FaceAnalyzer(tiny_model, detector, 64)
     app = create_app(a, max_concurrency=4, max_pixels_in_flight=6000)  # one 64x64 image (4096 px) at a time
     client = TestClient(app)
     try:

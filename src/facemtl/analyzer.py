@@ -18,7 +18,7 @@ from .errors import FacemtlError
 from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, load_image
 from .models.factory import load_checkpoint
 from .models.multitask import MultiTaskNet, predict_crops_raw
-from .preprocess import DEFAULT_FRAMING, Framing, frame_face_crop, photo_crop
+from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
 from .results import Box, Face, ImageResult, Prediction
 from .tasks import AGE_GROUPS, TaskSpec, age_group
 
@@ -160,8 +160,7 @@ class FaceAnalyzer:
 
             model, meta = load_checkpoint(path, tasks=tasks, device=resolve_device(device))
         pre = meta.get("preprocess", {})
-        geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
-        framing = Framing.from_dict(pre.get("framing"))
+        geometry, framing = crop_settings(pre)
         if detector is None or isinstance(detector, str):
             detector = create_detector(detector or default_detector_name(), **(detector_options or {}))
         return cls(model, detector, pre.get("input_size") or model.config.input_size, geometry, tasks, device,

@@ -25,9 +25,10 @@ import numpy as np
 
 from .crop import DEFAULT_GEOMETRY, CropGeometry, crop_face
 from .detect.base import Detection
+from .results import Box
 
 __all__ = ["Framing", "DEFAULT_FRAMING", "frame_face_crop", "photo_crop", "center_crop", "to_model_input",
-           "pad_for_detection", "context_crop", "context_size", "FRAMING_VERSION", "LEGACY_FRAMING"]
+           "pad_for_detection", "context_crop", "context_size", "crop_settings", "FRAMING_VERSION", "LEGACY_FRAMING"]
 
 FRAMING_VERSION = 2  # bump when the output of frame_face_crop changes (keys the training cache)
 
@@ -70,6 +71,13 @@ class Framing:
 DEFAULT_FRAMING = Framing()
 # facemtl 0.1.0 trained on dataset images padded to a square and resized, without detection or alignment.
 LEGACY_FRAMING = Framing(detector="none", min_score=0.0, pad=0.0, min_side=0, context=1.0)
+
+
+def crop_settings(preprocess: dict[str, Any] | None) -> tuple[CropGeometry, Framing]:
+    """The crop geometry and framing a model's ``preprocess`` record (checkpoint or ONNX metadata) names."""
+    pre = preprocess or {}
+    geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
+    return geometry, Framing.from_dict(pre.get("framing"))
 
 
 def pad_for_detection(image: np.ndarray, pad: float) -> tuple[np.ndarray, int]:
@@ -138,18 +146,13 @@ def frame_face_crop(image: np.ndarray, detector: Any, size: int, geometry: CropG
         m = (side - size) // 2
         return (cv2.copyMakeBorder(crop, m, m, m, m, cv2.BORDER_REFLECT_101) if m else crop), None
     best = max(dets, key=lambda d: d.box.area * d.score)
-    from .results import Box
-
-    x1, y1, x2, y2 = best.box.xyxy
-    box = Box((x1 - b) / up, (y1 - b) / up, (x2 - b) / up, (y2 - b) / up)
-    lm = tuple(((x - b) / up, (y - b) / up) for x, y in best.landmarks) if best.landmarks else None
-    det = Detection(box, best.score, lm)
     # Crop from the padded (flat-border) image, as the detector saw it: off-frame parts of the box get the
     # border colour rather than smeared edge pixels.
-    shifted = Detection(Box(box.x1 * up + b, box.y1 * up + b, box.x2 * up + b, box.y2 * up + b), det.score,
-                        tuple((x * up + b, y * up + b) for x, y in lm) if lm else None)
-    crop = context_crop(padded, shifted, size, geometry, framing.context)
-    return (crop if with_context else center_crop(crop[None], size)[0]), det
+    crop = context_crop(padded, best, size, geometry, framing.context)
+    x1, y1, x2, y2 = best.box.xyxy
+    box = Box((x1 - b) / up, (y1 - b) / up, (x2 - b) / up, (y2 - b) / up)  # in the coordinates of ``image``
+    lm = tuple(((x - b) / up, (y - b) / up) for x, y in best.landmarks) if best.landmarks else None
+    return (crop if with_context else center_crop(crop[None], size)[0]), Detection(box, best.score, lm)
 
 
 def center_crop(images: np.ndarray, size: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from .errors import unknown_name
@@ -24,6 +25,7 @@ __all__ = [
     "age_group",
     "AGE_BANDS",
     "age_band",
+    "in_interval",
 ]
 
 # Age groups of MISSION.md: (label, lower bound inclusive). The last is open-ended.
@@ -58,6 +60,13 @@ def age_group(years: float) -> str:
 def age_band(years: float) -> str:
     """Map an age in years to one of the coarse bands (0-19, 20-39, 40-59, 60+)."""
     return _bucket(_whole_years(years), AGE_BANDS)
+
+
+def in_interval(years: Any, lo: Any, hi: Any) -> Any:
+    """Whether each age (years) lies in its labelled interval [lo, hi) (an age bin; hi may be inf), counted in
+    whole years as the age groups are: 29.8 is inside "20-29". Works on numpy arrays and torch tensors alike."""
+    whole = years.floor() if hasattr(years, "floor") else np.floor(years)
+    return (whole >= lo) & (whole < hi)
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,14 @@ _DETECTORS = threading.local()
 
 
 def framing_detector(framing: Framing = DEFAULT_FRAMING):
-    """The detector that frames face crops, one per thread and setting (sessions are built once per thread)."""
+    """The detector that frames face crops, one per thread and setting (sessions are built once per thread);
+    None for a framing without detection (legacy)."""
+    if not framing.uses_detector:
+        return None
     cache = getattr(_DETECTORS, "by_name", None)
     if cache is None:
         cache = _DETECTORS.by_name = {}
     key = (framing.detector, framing.min_score)
-    if not framing.uses_detector:
-        return None
     if key not in cache:
         from ..detect import create_detector
 

@@ -6,12 +6,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-from pathlib import Path
 
 from ..data.datasets import Record, extra_targets, target_arrays
 from ..errors import DatasetError, FacemtlError, InvalidInputError
@@ -136,15 +135,13 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
                progress: Callable[[int, int], None] | None) -> tuple[list[int], dict[str, np.ndarray], Counter]:
     """Dataset-crop path: every record framed by the training code (cached), then the one inference function.
     Returns (indices of the records that could be read, raw outputs, failure counts)."""
-    from ..crop import CropGeometry
     from ..data.cache import build_cache, default_cache_dir
     from ..models.multitask import predict_crops_raw
-    from ..preprocess import Framing
+    from ..preprocess import crop_settings
 
     pre = meta["preprocess"]
     size = int(pre["input_size"])
-    geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
-    framing = Framing.from_dict(pre.get("framing"))
+    geometry, framing = crop_settings(pre)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     kept: list[int] = []
     raw: dict[str, list[torch.Tensor]] = {}
@@ -171,14 +168,20 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
     return kept, {k: torch.cat(v).numpy() for k, v in raw.items()}, failed
 
 
-def _detector_path(cfg: EvaluateConfig, path: str, records: list[Record],
+def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: list[Record],
                    progress: Callable[[int, int], None] | None) -> tuple[list[int], dict[str, Any], Counter]:
-    """Photo path: exactly what ``facemtl predict --detector NAME`` does; the largest face of each image is the
-    labelled one. Returns (indices of the records with a face, {task: (values, probs)}, failure counts)."""
-    from ..analyzer import FaceAnalyzer, ItemError
+    """Photo path: exactly what ``facemtl predict --detector NAME`` does (a FaceAnalyzer around the model already
+    loaded); the largest face of each image is the labelled one. Returns (indices of the records with a face,
+    {task: (values, probs)}, failure counts)."""
+    from ..analyzer import AnalyzerOptions, FaceAnalyzer, ItemError
+    from ..detect import create_detector
+    from ..preprocess import crop_settings
 
-    analyzer = FaceAnalyzer.from_checkpoint(path, detector=cfg.detector, device=cfg.device, largest_only=True,
-                                            batch_size=cfg.batch_size, flip_tta=cfg.flip_tta)
+    geometry, framing = crop_settings(meta["preprocess"])
+    analyzer = FaceAnalyzer(model, create_detector(cfg.detector), int(meta["preprocess"]["input_size"]), geometry,
+                            device=cfg.device if isinstance(model, torch.nn.Module) else "cpu",
+                            options=AnalyzerOptions(largest_only=True, batch_size=cfg.batch_size,
+                                                    flip_tta=cfg.flip_tta), framing=framing)
     kept: list[int] = []
     faces: list[Any] = []
     failed: Counter = Counter()
@@ -195,7 +198,8 @@ def _detector_path(cfg: EvaluateConfig, path: str, records: list[Record],
     out: dict[str, Any] = {}
     for spec in analyzer.tasks:
         if spec.kind == "classification":
-            probs = np.array([[f[spec.name].probs[lab] for lab in spec.labels] for f in faces]).reshape(-1, len(spec.labels))
+            probs = np.array([[f[spec.name].probs[lab] for lab in spec.labels] for f in faces])
+            probs = probs.reshape(-1, len(spec.labels))
             out[spec.name] = (probs.argmax(1).astype(float) if len(faces) else np.zeros(0), probs)
         else:
             out[spec.name] = (np.array([f[spec.name].value for f in faces], dtype=float), None)
@@ -205,13 +209,13 @@ def _detector_path(cfg: EvaluateConfig, path: str, records: list[Record],
 def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
     """Ages labelled by a bin [lo, hi): the share of predictions inside the bin (whole years, as the age groups
     count), the age-group accuracy, and the mean distance in years to the bin (0 inside)."""
-    from ..tasks import age_group
+    from ..tasks import age_group, in_interval
 
     m = ~np.isnan(lo)
     if not m.any():
         return {"n": 0}
     p, lo, hi = np.floor(pred_years[m]), lo[m], hi[m]
-    inside = (p >= lo) & (p < hi)
+    inside = in_interval(pred_years[m], lo, hi)
     true_groups = [age_group(v) for v in lo]
     pred_groups = [age_group(v) for v in pred_years[m]]
     dist = np.maximum(lo - p, 0) + np.maximum(p - (hi - 1), 0)
@@ -267,7 +271,7 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
             decoded[spec.name] = (values.numpy(), probs.numpy() if (probs is not None and spec.kind ==
                                                                      "classification") else None)
     else:
-        kept, decoded, failed = _detector_path(cfg, path, records, progress)
+        kept, decoded, failed = _detector_path(cfg, model, meta, records, progress)
     if not kept:
         raise FacemtlError("no image could be read" if not failed or "unreadable" in failed and len(failed) == 1
                            else f"no face in any image: {dict(failed)}")

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import InvalidInputError, unknown_name
 from ..image import ImageInput

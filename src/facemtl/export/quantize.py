@@ -68,9 +68,8 @@ def load_calibration_crops(calibration: CalibrationInput, size: int, limit: int 
         limit: use at most this many images (a seeded random sample across everything given).
         preprocess: the model's ``preprocess`` metadata (crop geometry and framing; None: the defaults).
     """
-    from ..crop import CropGeometry
     from ..data.cache import framing_detector
-    from ..preprocess import Framing, frame_face_crop
+    from ..preprocess import crop_settings, frame_face_crop
 
     if isinstance(calibration, np.ndarray) and calibration.ndim == 4:
         if calibration.shape[1:] != (3, size, size):
@@ -82,9 +81,7 @@ def load_calibration_crops(calibration: CalibrationInput, size: int, limit: int 
     if len(items) > limit:
         keep = np.random.default_rng(seed).choice(len(items), limit, replace=False)
         items = [items[i] for i in sorted(keep)]
-    pre = preprocess or {}
-    geometry = CropGeometry(**pre["crop"]) if pre.get("crop") else CropGeometry()
-    framing = Framing.from_dict(pre.get("framing"))
+    geometry, framing = crop_settings(preprocess)
     det = framing_detector(framing)
     crops = [frame_face_crop(load_image(it), det, size, geometry, framing)[0] for it in items]  # as training
     return np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
@@ -165,7 +162,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: Calibr
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     meta = read_metadata(onnx_in)
     size = int(meta["preprocess"]["input_size"])
-    x = (load_calibration_crops(calibration, size, calibration_size, seed, read_metadata(onnx_in).get("preprocess"))
+    x = (load_calibration_crops(calibration, size, calibration_size, seed, meta.get("preprocess"))
          if calibration is not None else None)
     settings: dict[str, Any] = {"method": method, "weights": "int8 per-channel" if method == "static" else "int8",
                                 "source_sha256": file_sha256(onnx_in)}

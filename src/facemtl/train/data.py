@@ -13,9 +13,9 @@ from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..data.cache import build_cache
 from ..data.datasets import (DatasetIndex, Record, deduplicate, extra_targets, load_celeba_gender, load_fairface,
                              load_fer2013, load_manifest, load_utkface, target_arrays)
-from ..preprocess import DEFAULT_FRAMING, Framing
 from ..data.split import make_split, write_split_manifest
 from ..errors import DatasetError
+from ..preprocess import DEFAULT_FRAMING, Framing
 
 __all__ = ["SourceData", "gather_records", "build_sources"]
 
@@ -24,23 +24,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SourceData:
-    """One dataset's context crops (N, S, S, 3) uint8, targets, split names and whether a face was found."""
+    """One dataset's context crops (N, S, S, 3) uint8, targets and split names."""
 
     name: str
     images: np.ndarray | torch.Tensor
     targets: dict[str, torch.Tensor]
     split: np.ndarray  # (N,) of "train" / "val" / "test"
     records: list[Record] = field(default_factory=list)
-    found: np.ndarray | None = None
 
     def subset(self, split: str) -> SourceData:
-        return self.take(np.flatnonzero(self.split == split))
-
-    def take(self, idx: np.ndarray) -> SourceData:
+        idx = np.flatnonzero(self.split == split)
         imgs = self.images[torch.from_numpy(idx)] if isinstance(self.images, torch.Tensor) else self.images[idx]
         return SourceData(self.name, imgs, {k: v[idx] for k, v in self.targets.items()}, self.split[idx],
-                          [self.records[i] for i in idx] if self.records else [],
-                          None if self.found is None else self.found[idx])
+                          [self.records[i] for i in idx] if self.records else [])
 
     def __len__(self) -> int:
         return len(self.split)
@@ -109,5 +105,5 @@ def build_sources(records: list[Record], input_size: int, cache_dir: Path | None
         targets = {t: torch.from_numpy(v.astype(np.float32)) for t, v in target_arrays(recs).items()}
         targets.update({t: torch.from_numpy(v.astype(np.float32)) for t, v in extra_targets(recs).items()})
         imgs = cached.images if keep_mask.all() else np.asarray(cached.images)[keep]
-        out.append(SourceData(name, imgs, targets, np.array([r.split for r in recs]), recs, found[keep]))
+        out.append(SourceData(name, imgs, targets, np.array([r.split for r in recs]), recs))
     return out, stats

@@ -21,7 +21,7 @@ from ..errors import FacemtlError, unknown_name
 from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
 from ..models.multitask import predict_crops_raw
 from ..preprocess import DEFAULT_FRAMING, Framing
-from ..tasks import get_task, resolve_tasks
+from ..tasks import get_task, in_interval, resolve_tasks
 from .balance import check_balance, group_weights
 from .data import NO_FACE_POLICIES, SourceData, build_sources, gather_records
 from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
@@ -183,9 +183,8 @@ def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, 
             lo = src.targets.get(f"{name}_lo")
             if lo is not None and (~torch.isnan(lo)).any():
                 im = ~torch.isnan(lo)
-                hi = src.targets[f"{name}_hi"][im]
-                whole = values[im].floor()
-                m[f"{src.name}/{name}/in_bin"] = float(((whole >= lo[im]) & (whole < hi)).float().mean())
+                inside = in_interval(values[im], lo[im], src.targets[f"{name}_hi"][im])
+                m[f"{src.name}/{name}/in_bin"] = float(inside.float().mean())
                 m[f"{src.name}/{name}/n_bin"] = float(im.sum())
     return m
 
@@ -293,10 +292,10 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     model = create_model(config=model_cfg)
     if cfg.init_checkpoint:  # fine-tune: every weight from a checkpoint of the same architecture
         init, init_meta = load_checkpoint(cfg.init_checkpoint)
-        if init_meta["model_config"].get("backbone") != cfg.backbone or list(init.heads) != list(model.heads):
-            raise FacemtlError(f"init_checkpoint {cfg.init_checkpoint} is a {init_meta['model_config'].get('backbone')} "
-                               f"model with tasks {list(init.heads)}; this run builds {cfg.backbone} with "
-                               f"{list(model.heads)}")
+        init_backbone = init_meta["model_config"].get("backbone")
+        if init_backbone != cfg.backbone or list(init.heads) != list(model.heads):
+            raise FacemtlError(f"init_checkpoint {cfg.init_checkpoint} is a {init_backbone} model with tasks "
+                               f"{list(init.heads)}; this run builds {cfg.backbone} with {list(model.heads)}")
         model.load_state_dict(init.state_dict())
     if cfg.init_backbone:  # backbone weights from a file (e.g. ImageNet weights carried to a machine without the package)
         state = torch.load(cfg.init_backbone, map_location="cpu", weights_only=True)

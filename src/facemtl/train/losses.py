@@ -52,6 +52,44 @@ def interval_loss(spec: TaskSpec, raw: torch.Tensor, lo: torch.Tensor, hi: torch
     return -log_mass + outside / (vhi - vlo) * 10.0
 
 
+def interval_mask(spec: TaskSpec, target: torch.Tensor, interval: tuple[torch.Tensor, torch.Tensor] | None
+                  ) -> torch.Tensor | None:
+    """Samples of a regression task labelled only by an interval (no point label), or None when there are none."""
+    if interval is None or spec.kind != "regression":
+        return None
+    imask = ~label_mask(spec, target) & ~torch.isnan(interval[0])
+    return imask if bool(imask.any()) else None
+
+
+def _point_loss(spec: TaskSpec, raw: torch.Tensor, target: torch.Tensor, age_loss: str, label_smoothing: float,
+                sigma: float, soft: torch.Tensor | None, soft_weight: float) -> torch.Tensor:
+    """Per-sample loss of samples that all carry a label (class index or value)."""
+    raw = raw.float()
+    if spec.kind == "classification":
+        if soft is not None and soft_weight > 0:
+            k = raw.shape[-1]
+            hard = F.one_hot(target.long(), k).float() * (1 - label_smoothing) + label_smoothing / k
+            sm = soft.float()
+            has = ~torch.isnan(sm).any(-1)
+            dist = torch.where(has[:, None], (1 - soft_weight) * hard + soft_weight * sm.nan_to_num(0.0), hard)
+            return -(dist * raw.log_softmax(-1)).sum(-1)
+        return F.cross_entropy(raw, target.long(), reduction="none", label_smoothing=label_smoothing)
+    lo, hi = spec.value_range or (0.0, 1.0)
+    t = target.float().clamp(lo, hi)
+    if age_loss == "dldl":
+        centers = spec.bin_centers(raw.device)
+        s = sigma + 0.05 * t  # label noise grows with age
+        dist = torch.exp(-0.5 * ((centers[None, :] - t[:, None]) / s[:, None]) ** 2)
+        dist = dist / dist.sum(1, keepdim=True)
+        logp = raw.log_softmax(-1)
+        kl = (dist * (torch.log(dist.clamp_min(1e-12)) - logp)).sum(-1)
+        expected = logp.exp() @ centers
+        return kl + (expected - t).abs() / (hi - lo) * 10.0
+    pred = raw[:, 0]
+    tn = spec.normalise(t)
+    return (pred - tn).abs() if age_loss == "l1" else (pred - tn) ** 2
+
+
 def task_loss(spec: TaskSpec, raw: torch.Tensor, target: torch.Tensor, age_loss: str = "dldl",
               label_smoothing: float = 0.0, sigma: float = 2.0, sample_weight: torch.Tensor | None = None,
               interval: tuple[torch.Tensor, torch.Tensor] | None = None, soft: torch.Tensor | None = None,
@@ -64,57 +102,19 @@ def task_loss(spec: TaskSpec, raw: torch.Tensor, target: torch.Tensor, age_loss:
     label distributions (NaN rows: none) are mixed into the target with weight ``soft_weight``.
     """
     mask = label_mask(spec, target)
-    imask = None
-    if interval is not None and spec.kind == "regression":
-        imask = ~mask & ~torch.isnan(interval[0])
-        if not bool(imask.any()):
-            imask = None
-    if not bool(mask.any()) and imask is None:
-        return raw.sum() * 0.0
-    extra = None
+    imask = interval_mask(spec, target, interval)
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (per-sample losses, the mask they belong to)
+    if bool(mask.any()):
+        parts.append((_point_loss(spec, raw[mask], target[mask], age_loss, label_smoothing, sigma,
+                                  None if soft is None else soft[mask], soft_weight), mask))
     if imask is not None:
-        extra = interval_loss(spec, raw[imask], interval[0][imask], interval[1][imask], age_loss)  # type: ignore[index]
-        if sample_weight is not None:
-            extra_w = sample_weight[imask]
-    if not bool(mask.any()):
-        per = extra
-        w = extra_w if sample_weight is not None else None
-        return (per * w).sum() / w.sum().clamp_min(1e-6) if w is not None else per.mean()  # type: ignore[union-attr]
-    raw_all = raw
-    raw, target = raw[mask].float(), target[mask]
-    w = sample_weight[mask] if sample_weight is not None else None
-    if spec.kind == "classification":
-        if soft is not None and soft_weight > 0:
-            k = raw.shape[-1]
-            hard = F.one_hot(target.long(), k).float() * (1 - label_smoothing) + label_smoothing / k
-            sm = soft[mask].float()
-            has = ~torch.isnan(sm).any(-1)
-            dist = torch.where(has[:, None], (1 - soft_weight) * hard + soft_weight * sm.nan_to_num(0.0), hard)
-            per = -(dist * raw.log_softmax(-1)).sum(-1)
-        else:
-            per = F.cross_entropy(raw, target.long(), reduction="none", label_smoothing=label_smoothing)
-    else:
-        lo, hi = spec.value_range or (0.0, 1.0)
-        t = target.float().clamp(lo, hi)
-        if age_loss == "dldl":
-            centers = spec.bin_centers(raw.device)
-            s = sigma + 0.05 * t  # label noise grows with age
-            dist = torch.exp(-0.5 * ((centers[None, :] - t[:, None]) / s[:, None]) ** 2)
-            dist = dist / dist.sum(1, keepdim=True)
-            logp = raw.log_softmax(-1)
-            kl = (dist * (torch.log(dist.clamp_min(1e-12)) - logp)).sum(-1)
-            expected = logp.exp() @ centers
-            per = kl + (expected - t).abs() / (hi - lo) * 10.0
-        else:
-            pred = raw[:, 0]
-            tn = spec.normalise(t)
-            per = (pred - tn).abs() if age_loss == "l1" else (pred - tn) ** 2
-    del raw_all
-    if extra is not None:
-        per = torch.cat([per, extra])
-        if w is not None:
-            w = torch.cat([w, extra_w])
-    if w is not None:
+        lo, hi = interval  # type: ignore[misc]
+        parts.append((interval_loss(spec, raw[imask], lo[imask], hi[imask], age_loss), imask))
+    if not parts:
+        return raw.sum() * 0.0
+    per = torch.cat([p for p, _ in parts])
+    if sample_weight is not None:
+        w = torch.cat([sample_weight[m] for _, m in parts])
         return (per * w).sum() / w.sum().clamp_min(1e-6)
     return per.mean()
 
@@ -155,7 +155,7 @@ class MultiTaskLoss(nn.Module):
                              self.label_smoothing if spec.kind == "classification" else 0.0,
                              sample_weight=sample_weight, interval=interval,
                              soft=targets.get(f"{spec.name}_soft"), soft_weight=self.soft_weight)
-            present = bool(label_mask(spec, t).any()) or (interval is not None and bool((~torch.isnan(lo)).any()))
+            present = bool(label_mask(spec, t).any()) or interval_mask(spec, t, interval) is not None
             if self.log_vars is not None and present:
                 s = self.log_vars[spec.name]
                 total = total + torch.exp(-s) * loss + s
