@@ -84,7 +84,7 @@ def main() -> None:
 
         from facemtl.export.onnx import export_onnx
         from facemtl.export.quantize import quantize_int8
-        from facemtl.export.runtime import OnnxModel
+        from facemtl.models.onnx import OnnxModel
 
         tmp = Path(tempfile.mkdtemp())
         export_onnx(path, tmp / "default.onnx")

@@ -237,7 +237,8 @@ def test_default_analyzer_is_wired_from_the_checkpoint(default_analyzer):
     assert a.input_size == DEFAULT_INFO["input_size"]
     assert [t.name for t in a.tasks] == list_tasks()
     assert a.detector.name == "retinaface"
-    assert not a.model.training
+    assert a.model.backend == "onnxruntime" and a.info["backend"] == "onnxruntime"  # the default needs no torch
+    assert a.info["checkpoint"].endswith(".int8.onnx")
 
 
 @needs_data

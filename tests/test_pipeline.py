@@ -121,7 +121,7 @@ def test_interval_loss_is_the_mass_inside_the_bin_never_a_midpoint():
     lo, hi = torch.tensor([20.0, 70.0, 0.0]), torch.tensor([30.0, math.inf, 3.0])
     got = interval_loss(spec, raw, lo, hi)
     p = raw.softmax(-1)
-    centers = spec.bin_centers()
+    centers = torch.from_numpy(spec.bin_centers())
     for i in range(3):
         inside = (centers >= lo[i]) & (centers < hi[i])
         expected_age = float(p[i] @ centers)

@@ -233,13 +233,15 @@ def test_client_mistakes_are_4xx_naming_them(analyzer, jpeg):
 
 
 def test_info_shows_the_checkpoint_name_not_its_path(tiny_model, fake_detector):
-    from facemtl.weights import default_checkpoint_path
+    from facemtl.weights import default_checkpoint_path, get_weights
 
     a = FaceAnalyzer(tiny_model, fake_detector, 64, info={"checkpoint": "/home/someone/secret/runs/best.pt"})
     info = TestClient(create_app(a)).get("/info")
     assert info.json()["checkpoint"] == "best.pt" and "secret" not in info.text
-    a = FaceAnalyzer(tiny_model, fake_detector, 64, info={"checkpoint": str(default_checkpoint_path(verify=False))})
+    a = FaceAnalyzer(tiny_model, fake_detector, 64, info={"checkpoint": str(get_weights().path(verify=False))})
     assert TestClient(create_app(a)).get("/info").json()["checkpoint"] == "bundled default"
+    a = FaceAnalyzer(tiny_model, fake_detector, 64, info={"checkpoint": str(default_checkpoint_path(verify=False))})
+    assert TestClient(create_app(a)).get("/info").json()["checkpoint"] == "bundled default-pytorch"
 
 
 def test_host_header_is_checked(analyzer):

@@ -8,21 +8,29 @@ Example:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
 
-from ._rows import to_dataframe
-from .errors import (CheckpointError, DatasetError, DeviceError, FacemtlError, InvalidInputError,
-                     MissingDependencyError, UnknownNameError)
-from .models import create_model, list_backbones, load_checkpoint
-from .results import Box, Face, ImageResult, Prediction
-from .tasks import get_task, list_tasks
+# Before any OpenMP runtime loads (onnxruntime's, OpenCV's, torch's when installed): idle worker threads sleep
+# instead of spinning, which on a small CPU otherwise starves the decoder's and detector's threads and other
+# processes (measured: the Python API ran 3-7x slower than the CLI on a busy 2-core machine without it).
+# A value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+from ._rows import to_dataframe  # noqa: E402
+from .errors import (CheckpointError, DatasetError, DeviceError, FacemtlError,  # noqa: E402
+                     InvalidInputError, MissingDependencyError, UnknownNameError)
+from .models import load_model  # noqa: E402
+from .results import Box, Face, ImageResult, Prediction  # noqa: E402
+from .tasks import get_task, list_tasks  # noqa: E402
 
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
 
 __version__ = "0.2.0"
-__all__ = ["FaceAnalyzer", "create_model", "load_checkpoint", "list_tasks", "get_task", "list_backbones", "Box",
-           "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError", "InvalidInputError",
+__all__ = ["FaceAnalyzer", "load_model", "create_model", "load_checkpoint", "list_tasks", "get_task",
+           "list_backbones", "Box", "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError", "InvalidInputError",
            "UnknownNameError", "CheckpointError", "MissingDependencyError", "DatasetError", "DeviceError",
            "__version__"]
 
@@ -32,4 +40,8 @@ def __getattr__(name: str) -> Any:
         from .analyzer import FaceAnalyzer
 
         return FaceAnalyzer
+    if name in ("create_model", "list_backbones", "load_checkpoint"):  # PyTorch (the torch extra), on first use
+        from . import models
+
+        return getattr(models, name)
     raise AttributeError(f"module 'facemtl' has no attribute {name!r}")

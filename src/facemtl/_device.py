@@ -11,7 +11,7 @@ from .errors import DeviceError, unknown_name
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "DEVICE_METAVAR", "check_device_name", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "DEVICE_METAVAR", "check_device_name", "resolve_device", "resolve_device_name"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 DEVICE_METAVAR = "auto|cpu|cuda[:N]"
@@ -61,3 +61,27 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             raise DeviceError(f"device {text!r} is not available: this machine has {count} CUDA device(s) "
                               f"(valid: cuda, {', '.join(f'cuda:{i}' for i in range(count))}, cpu, auto)")
     return torch.device(text)
+
+
+def resolve_device_name(name: str | None = "auto", backend: str = "onnxruntime") -> str:
+    """What a device name means for a model backend, as a string ("cpu", "cuda", "cuda:N"), checked before
+    any model loads. ``pytorch`` asks torch (:func:`resolve_device`); ``onnxruntime`` (the default backend, no
+    torch) has a GPU only when its CUDA execution provider is installed (``onnxruntime-gpu``).
+
+    Raises:
+        UnknownNameError: a name other than auto, cpu, cuda, cuda:N.
+        DeviceError: a GPU the backend cannot use here.
+    """
+    if backend == "pytorch":
+        return str(resolve_device(name))
+    text = check_device_name("auto" if name is None else name)
+    import onnxruntime as ort
+
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if text == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if text == "cpu" or has_cuda:
+        return text
+    raise DeviceError(f"device {text!r} is not available: no CUDA device is available (this onnxruntime has no "
+                      f"CUDA execution provider; pip install onnxruntime-gpu for one); use 'cpu', or 'auto' to take "
+                      f"a GPU only when there is one (valid: {', '.join(DEVICE_CHOICES)})")

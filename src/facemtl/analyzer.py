@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .crop import CropGeometry
 from .detect import Detection, FaceDetector, create_detector, default_detector_name
 from .errors import FacemtlError
 from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, load_image
-from .models.factory import load_checkpoint
-from .models.multitask import MultiTaskNet, predict_crops_raw
+from .models.base import FaceModel, as_face_model, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
 from .results import Box, Face, ImageResult, Prediction
 from .tasks import AGE_GROUPS, TaskSpec, age_group
@@ -65,7 +63,7 @@ class ItemError:
     error: str
 
 
-def _age_group_probs(bin_probs: torch.Tensor, spec: TaskSpec) -> dict[str, float]:
+def _age_group_probs(bin_probs: np.ndarray, spec: TaskSpec) -> dict[str, float]:
     centers = spec.bin_centers()
     out = {}
     for i, (name, lo) in enumerate(AGE_GROUPS):
@@ -74,7 +72,7 @@ def _age_group_probs(bin_probs: torch.Tensor, spec: TaskSpec) -> dict[str, float
     return out
 
 
-def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, torch.Tensor]) -> list[dict[str, Prediction]]:
+def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any]) -> list[dict[str, Prediction]]:
     """Raw head outputs {task: (B, W)} -> one {task: Prediction} per face, labels from the TaskSpecs."""
     n = len(next(iter(raw.values()))) if raw else 0
     per_face: list[dict[str, Prediction]] = [{} for _ in range(n)]
@@ -109,18 +107,17 @@ class FaceAnalyzer:
         ...     print(face.box.xyxy, face["age"].value, face["emotion"].label)
     """
 
-    def __init__(self, model: MultiTaskNet, detector: FaceDetector, input_size: int,
+    def __init__(self, model: FaceModel | Any, detector: FaceDetector, input_size: int,
                  geometry: CropGeometry | None = None, tasks: Sequence[str] | None = None,
-                 device: str | torch.device = "cpu", options: AnalyzerOptions | None = None,
+                 device: Any = None, options: AnalyzerOptions | None = None,
                  info: dict[str, Any] | None = None, framing: Framing | None = None) -> None:
+        model = as_face_model(model, device)  # a bare MultiTaskNet is wrapped (needs torch); a FaceModel as is
         self.model = model
         self.detector = detector
         self.input_size = int(input_size)
         self.geometry = geometry or CropGeometry()
         self.framing = framing or DEFAULT_FRAMING
-        from ._device import resolve_device
-
-        self.device = resolve_device(device)
+        self.device = getattr(model, "device", "cpu")
         self.tasks = tuple(t for t in model.tasks if tasks is None or t.name in tasks)
         self.options = options or AnalyzerOptions()
         self.info = info or {}
@@ -130,41 +127,28 @@ class FaceAnalyzer:
     def from_checkpoint(cls, path: str | Path | None = None, detector: str | FaceDetector | None = None,
                         device: str = "cpu", tasks: str | Sequence[str] | None = None, threads: int | None = None,
                         detector_options: dict[str, Any] | None = None, **options: Any) -> FaceAnalyzer:
-        """Load a checkpoint (None: the bundled default model) and a detector by name.
+        """Load a model (None: the bundled default, on ONNX Runtime) and a detector by name.
 
         Args:
-            path: checkpoint file; None uses the default model shipped with facemtl. A ``.onnx`` file
-                (from ``facemtl export``, fp32 or int8) runs on ONNX Runtime instead of PyTorch, with the
-                same results (see :class:`facemtl.export.OnnxModel`).
+            path: None (the bundled default model), a bundled name (``facemtl.weights.list_weights()``), a
+                ``.onnx`` file (from ``facemtl export``, fp32 or int8; ONNX Runtime) or a PyTorch checkpoint
+                (``.pt``; needs the ``torch`` extra). See :func:`facemtl.models.load_model`.
             detector: detector name (see ``facemtl.detect.list_detectors()``) or instance; None: the default.
-            tasks: run only these tasks ("age,gender" or a list); None: all tasks in the checkpoint.
-            threads: CPU threads for PyTorch, or ONNX Runtime's intra-op threads for a ``.onnx`` model
-                (None: the library's default).
+            tasks: run only these tasks ("age,gender" or a list); None: all tasks in the model.
+            threads: CPU threads of the backend (None: the library's default).
             **options: fields of :class:`AnalyzerOptions` (min_face, max_faces, largest_only, batch_size...).
         """
-        if threads:
-            torch.set_num_threads(int(threads))
-        if path is None:
-            from .weights import default_checkpoint_path
+        from .models.load import load_model
 
-            path = default_checkpoint_path()
         if isinstance(tasks, str):
             tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-        if Path(path).suffix.lower() == ".onnx":
-            from .export.runtime import OnnxModel
-
-            onnx_model = OnnxModel(path, threads=threads, tasks=tasks)
-            model, meta = onnx_model, onnx_model.metadata  # type: ignore[assignment]
-        else:
-            from ._device import resolve_device
-
-            model, meta = load_checkpoint(path, tasks=tasks, device=resolve_device(device))
-        pre = meta.get("preprocess", {})
-        geometry, framing = crop_settings(pre)
+        model, file = load_model(path, tasks=tasks, device=device, threads=threads)
+        meta = getattr(model, "metadata", {})
+        geometry, framing = crop_settings(model.preprocess)
         if detector is None or isinstance(detector, str):
             detector = create_detector(detector or default_detector_name(), **(detector_options or {}))
-        return cls(model, detector, pre.get("input_size") or model.config.input_size, geometry, tasks, device,
-                   AnalyzerOptions(**options), info={"checkpoint": str(path), **meta.get("model_config", {})},
+        return cls(model, detector, model.input_size, geometry, tasks, device, AnalyzerOptions(**options),
+                   info={"checkpoint": str(file), "backend": model.backend, **(meta.get("model_config") or {})},
                    framing=framing)
 
     # -- single images -------------------------------------------------------------------------------
@@ -237,13 +221,12 @@ class FaceAnalyzer:
         unless ``channels="bgr"`` (OpenCV images)."""
         return self.predict_canonical([self.frame_crop(c, channels)[0] for c in crops])
 
-    @torch.no_grad()
     def predict_canonical(self, crops: Sequence[np.ndarray]) -> list[dict[str, Prediction]]:
         """Predict on canonical (input_size, input_size, 3) uint8 crops, as made by :mod:`facemtl.preprocess`."""
         if not len(crops):
             return []
         raw = predict_crops_raw(self.model, np.stack(crops), self.input_size, self.options.batch_size,
-                                self.options.flip_tta, self.device if isinstance(self.model, torch.nn.Module) else None)
+                                self.options.flip_tta)
         return decode_outputs(self.tasks, raw)
 
     def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2,

@@ -164,9 +164,9 @@ def center_crop(images: np.ndarray, size: int) -> np.ndarray:
     return images[:, o:o + size, o:o + size]
 
 
-def to_model_input(crops: Any) -> Any:
-    """uint8 crops (N, H, W, 3), numpy or torch -> float torch (N, 3, H, W) in [0, 1]."""
-    import torch
-
-    x = crops if isinstance(crops, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(crops))
-    return x.permute(0, 3, 1, 2).float().div_(255.0)
+def to_model_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops (N, H, W, 3) -> float32 (N, 3, H, W) RGB in [0, 1]: the input of every backend."""
+    x = np.asarray(crops)
+    out = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+    out /= np.float32(255.0)
+    return out

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from .errors import unknown_name
 
@@ -26,6 +25,7 @@ __all__ = [
     "AGE_BANDS",
     "age_band",
     "in_interval",
+    "softmax",
 ]
 
 # Age groups of MISSION.md: (label, lower bound inclusive). The last is open-ended.
@@ -60,6 +60,12 @@ def age_group(years: float) -> str:
 def age_band(years: float) -> str:
     """Map an age in years to one of the coarse bands (0-19, 20-39, 40-59, 60+)."""
     return _bucket(_whole_years(years), AGE_BANDS)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis (float32)."""
+    z = np.exp(x - x.max(-1, keepdims=True))
+    return (z / z.sum(-1, keepdims=True)).astype(np.float32, copy=False)
 
 
 def in_interval(years: Any, lo: Any, hi: Any) -> Any:
@@ -119,34 +125,41 @@ class TaskSpec:
         except ValueError:
             raise unknown_name(f"{self.name} label", label, self.labels) from None
 
-    def bin_centers(self, device: torch.device | None = None) -> torch.Tensor:
-        """Regression: the value each bin of a distribution head stands for, shape (num_bins,)."""
+    def bin_centers(self) -> np.ndarray:
+        """Regression: the value each bin of a distribution head stands for, float32 (num_bins,)."""
         lo, hi = self.value_range or (0.0, 1.0)
-        return torch.linspace(lo, hi, self.num_bins, device=device)
+        return np.linspace(lo, hi, self.num_bins, dtype=np.float32)
 
-    def normalise(self, value: torch.Tensor) -> torch.Tensor:
-        """Regression: value in task units -> [0, 1] (for scalar heads)."""
+    def normalise(self, value: Any) -> Any:
+        """Regression: value in task units -> [0, 1] (for scalar heads); numpy arrays or torch tensors."""
         lo, hi = self.value_range or (0.0, 1.0)
         return (value - lo) / (hi - lo)
 
-    def decode_raw(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw head output (B, W) -> (values (B,), probs (B, K) or None).
+    def decode_raw(self, raw: Any) -> tuple[Any, Any]:
+        """Raw head output (B, W) -> (values (B,), probs (B, K) or None), in numpy.
 
         Classification: values are class indices, probs the softmax. Regression: values in task
         units (expected value over bins for a distribution head, de-normalised for a scalar head),
-        clamped to ``value_range``; probs is the bin distribution or None.
+        clamped to ``value_range``; probs is the bin distribution or None. A torch tensor is accepted
+        and gives torch tensors back (the numbers are computed in numpy either way, so both backends
+        decode identically).
         """
-        raw = raw.float()
+        if hasattr(raw, "detach"):  # a torch tensor: decode its values, hand tensors back
+            import torch
+
+            values, probs = self.decode_raw(raw.detach().float().cpu().numpy())
+            return torch.from_numpy(values), (torch.from_numpy(probs) if probs is not None else None)
+        raw = np.asarray(raw, dtype=np.float32)
         if self.kind == "classification":
-            probs = raw.softmax(-1)
+            probs = softmax(raw)
             return probs.argmax(-1), probs
         lo, hi = self.value_range or (float("-inf"), float("inf"))
         if raw.shape[-1] == 1:  # scalar head, trained on normalised targets
             value = raw[:, 0] * (hi - lo) + lo
-            return value.clamp(lo, hi), None
-        probs = raw.softmax(-1)
-        value = probs @ self.bin_centers(raw.device)
-        return value.clamp(lo, hi), probs
+            return np.clip(value, lo, hi), None
+        probs = softmax(raw)
+        value = probs @ self.bin_centers()
+        return np.clip(value, lo, hi), probs
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -54,7 +54,9 @@ def config_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any] |
 
 def load_yaml_config(path: str, cls: type) -> dict[str, Any]:
     """Read a YAML config; unknown keys are an error with close-match suggestions."""
-    import yaml
+    from .._optional import require
+
+    yaml = require("yaml", extra="train", package="pyyaml")
 
     p = Path(path)
     if not p.is_file():

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._device import DEVICE_METAVAR, check_device_name, resolve_device
+from .._device import DEVICE_METAVAR, check_device_name, resolve_device_name
 from ..errors import InvalidInputError, OutputError, UnknownNameError
 from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
@@ -50,7 +50,8 @@ def add_device_arg(p: argparse.ArgumentParser, default: str, shown: str | None =
 def add_analyzer_args(p: argparse.ArgumentParser) -> None:
     from ..detect import default_detector_name, list_detectors
 
-    p.add_argument("--model", help="checkpoint file (default: the model shipped with facemtl)")
+    p.add_argument("--model", help="a bundled model name (default, default-pytorch), an .onnx file (ONNX Runtime) "
+                                   "or a .pt checkpoint (needs PyTorch) (default: the bundled model, ONNX Runtime)")
     p.add_argument("--detector", default=default_detector_name(), choices=list_detectors(),
                    help="face detector (default: %(default)s; 'none' = each image is already a face crop)")
     p.add_argument("--tasks", help="comma-separated subset of tasks to run (default: all)")
@@ -67,10 +68,18 @@ def add_analyzer_args(p: argparse.ArgumentParser) -> None:
                    help="average each face with its mirror image (default: on)")
 
 
+def model_device(args: argparse.Namespace) -> str:
+    """``--device`` resolved for the backend of ``--model`` (ONNX Runtime or PyTorch), before anything loads."""
+    from ..models.load import resolve_weights
+
+    _, backend = resolve_weights(getattr(args, "model", None))
+    return resolve_device_name(getattr(args, "device", "cpu"), backend)
+
+
 def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
     from ..analyzer import FaceAnalyzer
 
-    device = str(resolve_device(args.device))  # before any loading: a missing GPU is one clear error
+    device = model_device(args)  # before any loading: a missing GPU is one clear error
     det_opts = {"min_score": args.min_score} if args.min_score is not None else {}
     return FaceAnalyzer.from_checkpoint(args.model, detector=args.detector, device=device, tasks=args.tasks,
                                         threads=args.threads, detector_options=det_opts, min_face=args.min_face,
@@ -235,7 +244,7 @@ def eval_config(args: argparse.Namespace):
     from ._args import config_from_args
 
     if "device" in args:  # resolved first: a missing GPU is reported before any data is looked at
-        args.device = str(resolve_device(args.device))
+        args.device = model_device(args)
     return config_from_args(EvaluateConfig, args)
 
 

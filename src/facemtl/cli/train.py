@@ -7,7 +7,7 @@ import json
 import sys
 
 from .._device import resolve_device
-from ..train.loop import TrainConfig
+from ..train.config import TrainConfig
 from ._args import SUPPRESS, add_dataclass_args, config_from_args, load_yaml_config
 from ._common import add_device_arg
 
@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._optional import require
+
+    require("torch", extra="train")  # training is PyTorch: name the extra instead of an ImportError
     from ..train.loop import train
 
     base = load_yaml_config(args.config, TrainConfig) if args.config else {}

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.datasets import Record, extra_targets, target_arrays
 from ..errors import DatasetError, FacemtlError, InvalidInputError
-from ..models.factory import load_checkpoint
-from ..train.data import gather_records
+from ..data.gather import gather_records
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
 
@@ -136,7 +134,7 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
     """Dataset-crop path: every record framed by the training code (cached), then the one inference function.
     Returns (indices of the records that could be read, raw outputs, failure counts)."""
     from ..data.cache import build_cache, default_cache_dir
-    from ..models.multitask import predict_crops_raw
+    from ..models.base import predict_crops_raw
     from ..preprocess import crop_settings
 
     pre = meta["preprocess"]
@@ -144,7 +142,7 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
     geometry, framing = crop_settings(pre)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     kept: list[int] = []
-    raw: dict[str, list[torch.Tensor]] = {}
+    raw: dict[str, list[np.ndarray]] = {}
     failed: Counter = Counter()
     done = 0
     for src, idx in _by_source(records).items():
@@ -157,15 +155,14 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
             failed[f"{src}: no face found in the crop (kept with its own framing)"] += missed
         for j in range(0, len(ok), cfg.batch_size):
             part = ok[j:j + cfg.batch_size]
-            out = predict_crops_raw(model, np.asarray(cached.images[part]), size, cfg.batch_size, cfg.flip_tta,
-                                    cfg.device if isinstance(model, torch.nn.Module) else None)
+            out = predict_crops_raw(model, np.asarray(cached.images[part]), size, cfg.batch_size, cfg.flip_tta)
             for k, v in out.items():
                 raw.setdefault(k, []).append(v)
             done += len(part)
             if progress:
                 progress(done, len(records))
         kept.extend(idx[i] for i in ok)
-    return kept, {k: torch.cat(v).numpy() for k, v in raw.items()}, failed
+    return kept, {k: np.concatenate(v) for k, v in raw.items()}, failed
 
 
 def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: list[Record],
@@ -179,7 +176,6 @@ def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], record
 
     geometry, framing = crop_settings(meta["preprocess"])
     analyzer = FaceAnalyzer(model, create_detector(cfg.detector), int(meta["preprocess"]["input_size"]), geometry,
-                            device=cfg.device if isinstance(model, torch.nn.Module) else "cpu",
                             options=AnalyzerOptions(largest_only=True, batch_size=cfg.batch_size,
                                                     flip_tta=cfg.flip_tta), framing=framing)
     kept: list[int] = []
@@ -224,7 +220,6 @@ def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> 
             "mean_years_outside": float(np.where(np.isfinite(dist), dist, 0).mean())}
 
 
-@torch.no_grad()
 def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the model over the chosen split; returns a JSON-serialisable report, pooled and per source.
 
@@ -232,20 +227,10 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         >>> report = evaluate(EvaluateConfig(utkface="data/utkface", fer2013="data/fer2013"))
         >>> report["metrics"]["age"]["mae"], report["by_source"]["fer2013"]["emotion"]["accuracy"]
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    path = cfg.model
-    if path is None:
-        from ..weights import default_checkpoint_path
+    from ..models.load import load_model
 
-        path = str(default_checkpoint_path())
-    if str(path).lower().endswith(".onnx"):  # an exported model (fp32 or int8) runs on ONNX Runtime
-        from ..export.runtime import OnnxModel
-
-        model = OnnxModel(path, threads=cfg.threads)
-        meta = model.metadata
-    else:
-        model, meta = load_checkpoint(path, device=cfg.device)
+    model, file = load_model(cfg.model, device=cfg.device, threads=cfg.threads)  # default: the bundled model
+    path, meta = str(file), model.metadata
     tcfg = meta.get("train_config") or {}
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
@@ -267,9 +252,8 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         kept, raw, failed = _crop_path(cfg, model, meta, records, progress)
         decoded = {}
         for spec in specs:
-            values, probs = spec.decode_raw(torch.from_numpy(raw[spec.name])) if kept else (torch.zeros(0), None)
-            decoded[spec.name] = (values.numpy(), probs.numpy() if (probs is not None and spec.kind ==
-                                                                     "classification") else None)
+            values, probs = spec.decode_raw(raw[spec.name]) if kept else (np.zeros(0), None)
+            decoded[spec.name] = (values, probs if spec.kind == "classification" else None)
     else:
         kept, decoded, failed = _detector_path(cfg, model, meta, records, progress)
     if not kept:

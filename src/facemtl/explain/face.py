@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, unknown_name
+from ..errors import FacemtlError, InvalidInputError, unknown_name
 from ..image import ImageInput
 from ..results import Face, Prediction
 from .gradcam import GradCAM
@@ -15,7 +15,7 @@ from .gradcam import GradCAM
 if TYPE_CHECKING:  # the analyzer sits above explain in the dependency order; it is only passed in
     from ..analyzer import FaceAnalyzer
 
-__all__ = ["MIN_FACE_PX", "ExplainResult", "explain_face", "render_panel"]
+__all__ = ["MIN_FACE_PX", "ExplainResult", "explain_face", "explain_net", "render_panel"]
 
 # Below this box side the crop is mostly upsampled blur and the cam layer's few cells cover the whole face.
 MIN_FACE_PX = 24
@@ -41,6 +41,35 @@ class ExplainResult:
     targets: dict[str, str | None]
     source: str = ""
     face_index: int = 0
+
+
+def explain_net(analyzer: FaceAnalyzer) -> Any:
+    """The PyTorch network Grad-CAM differentiates for this analyzer's model.
+
+    A PyTorch model is its own network. The bundled default runs on ONNX Runtime, which has no gradients: its
+    PyTorch checkpoint (``default-pytorch``, the weights it was exported from) is loaded once and kept on the
+    analyzer. Any other ONNX file cannot be explained.
+
+    Raises:
+        FacemtlError: an ONNX model other than the bundled default (use the .pt it was exported from).
+    """
+    net = getattr(analyzer.model, "net", None)
+    if net is not None:
+        return net
+    cached = getattr(analyzer, "_explain_net", None)
+    if cached is not None:
+        return cached
+    from .. import weights
+
+    bundled = str(weights.get_weights().path(verify=False))
+    if analyzer.info.get("checkpoint") != bundled:
+        raise FacemtlError(f"Grad-CAM needs gradients, so a PyTorch checkpoint; {analyzer.info.get('checkpoint')} "
+                           "runs on ONNX Runtime: explain the .pt file it was exported from (--model FILE.pt)")
+    from ..models.factory import load_checkpoint
+
+    net, _ = load_checkpoint(weights.default_checkpoint_path(), tasks=[t.name for t in analyzer.tasks])
+    analyzer._explain_net = net  # type: ignore[attr-defined]
+    return net
 
 
 def explain_face(
@@ -118,8 +147,10 @@ def explain_face(
 
     from ..preprocess import to_model_input
 
-    x = to_model_input(crop[None])  # (1, 3, S, S), as every prediction
-    maps = GradCAM(analyzer.model).heatmaps(x, wanted, {t: v for t, v in targets.items() if v is not None})
+    import torch
+
+    x = torch.from_numpy(to_model_input(crop[None]))  # (1, 3, S, S), as every prediction
+    maps = GradCAM(explain_net(analyzer)).heatmaps(x, wanted, {t: v for t, v in targets.items() if v is not None})
     return ExplainResult(crop, maps, face, {t: face[t] for t in wanted}, targets, name, face_index)
 
 

@@ -51,7 +51,7 @@ def task_target(spec: TaskSpec, raw: torch.Tensor, label: str | int | None = Non
         raise InvalidInputError(f"task {spec.name!r} is a regression: it has no class to choose, got {label!r}")
     if raw.shape[-1] == 1:  # scalar head: the (normalised) value is monotonic in the decoded one
         return raw[0, 0]
-    return raw[0].float().softmax(-1) @ spec.bin_centers(raw.device)  # expected value, e.g. age in years
+    return raw[0].float().softmax(-1) @ torch.from_numpy(spec.bin_centers()).to(raw.device)  # expected value, e.g. age in years
 
 
 def normalise_cam(cam: torch.Tensor) -> np.ndarray:

@@ -11,9 +11,7 @@ needs only ``onnxruntime``.
 """
 from __future__ import annotations
 
-from .onnx import PARITY_ATOL, ExportError, ParityReport, export_onnx, verify_onnx
-from .quantize import QUANT_METHODS, quantize_int8
-from .runtime import OnnxModel, read_metadata
+from typing import Any
 
 __all__ = [
            "PARITY_ATOL",
@@ -26,3 +24,21 @@ __all__ = [
            "read_metadata",
            "verify_onnx",
 ]
+
+# Exporting reads a PyTorch checkpoint (the torch extra) and writes with ``onnx`` (the export extra): the names
+# load on first use, so `facemtl --help` and `import facemtl.export` need neither.
+_HOME = {"PARITY_ATOL": ".onnx", "ExportError": "._meta", "ParityReport": ".onnx", "export_onnx": ".onnx",
+         "verify_onnx": ".onnx", "QUANT_METHODS": ".quantize", "quantize_int8": ".quantize",
+         "OnnxModel": "..models.onnx", "read_metadata": "..models.onnx"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        import importlib
+
+        if _HOME[name] == ".onnx":
+            from .._optional import require
+
+            require("torch", extra="export")
+        return getattr(importlib.import_module(_HOME[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

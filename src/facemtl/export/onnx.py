@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import inspect
 import io
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,8 +23,9 @@ from torch import nn
 
 from .._optional import require
 from ..crop import DEFAULT_GEOMETRY
-from ..errors import FacemtlError
-from ..models.factory import file_sha256, load_checkpoint
+from .._hashing import file_sha256
+from ..models.factory import load_checkpoint
+from ._meta import INPUT_NAME, METADATA_FORMAT, ExportError, set_metadata
 from ..models.multitask import MultiTaskNet
 
 __all__ = [
@@ -38,17 +38,11 @@ __all__ = [
     "verify_onnx",
 ]
 
-INPUT_NAME = "image"
-METADATA_FORMAT = "facemtl-onnx/1"
 # ONNX Runtime (fp32, all graph optimisations on) vs PyTorch fp32 on the same random batch: the largest
 # absolute difference of any raw output (logits / age-bin logits). Measured on the default lite0 model:
 # about 5e-6 (fused conv+BN and a different summation order); 1e-4 leaves a 20x margin and still catches
 # any real mistake (a wrong op, a missing normalisation, a train-mode BatchNorm), which is >= 1e-2.
 PARITY_ATOL = 1e-4
-
-
-class ExportError(FacemtlError):
-    """The exported file does not reproduce the PyTorch model, or the export itself failed."""
 
 
 @dataclass(frozen=True)
@@ -262,12 +256,3 @@ def export_onnx(model_or_checkpoint: MultiTaskNet | str | Path | None, path: str
     onnx.save(proto, str(tmp))
     tmp.replace(path)  # atomic: a crash never leaves a half-written model
     return path
-
-
-def set_metadata(proto: Any, props: dict[str, Any]) -> None:
-    """Write ``props`` into an ``onnx.ModelProto``'s metadata_props as JSON strings (replacing same keys)."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]
-    del proto.metadata_props[:]
-    for key, value in keep + [(k, json.dumps(v)) for k, v in props.items()]:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value

@@ -28,8 +28,8 @@ import numpy as np
 from .._optional import require
 from ..errors import InvalidInputError, unknown_name
 from ..image import IMAGE_EXTENSIONS, load_image
-from ..models.factory import file_sha256
-from .onnx import INPUT_NAME, ExportError, set_metadata
+from .._hashing import file_sha256
+from ._meta import INPUT_NAME, ExportError, set_metadata
 
 __all__ = ["QUANT_METHODS", "load_calibration_crops", "quantize_int8"]
 
@@ -102,10 +102,8 @@ def _reader(x: np.ndarray, batch_size: int = 32) -> Any:
 
 def _agreement(fp32: str, int8: str, x: np.ndarray, tasks: list[dict[str, Any]]) -> dict[str, float]:
     """int8 vs fp32 on ``x``: top-1 agreement per classification task, mean |difference| of regression values."""
-    import torch
-
+    from ..models.onnx import OnnxModel
     from ..tasks import TaskSpec
-    from .runtime import OnnxModel
 
     a, b = OnnxModel(fp32), OnnxModel(int8)
     ra, rb = a.predict(x), b.predict(x)
@@ -115,9 +113,9 @@ def _agreement(fp32: str, int8: str, x: np.ndarray, tasks: list[dict[str, Any]])
         va, _ = spec.decode_raw(ra[spec.name])
         vb, _ = spec.decode_raw(rb[spec.name])
         if spec.kind == "classification":
-            out[f"{spec.name}/agreement"] = float((va == vb).float().mean())
+            out[f"{spec.name}/agreement"] = float(np.mean(va == vb))
         else:
-            out[f"{spec.name}/mean_abs_diff"] = float(torch.mean(torch.abs(va - vb)))
+            out[f"{spec.name}/mean_abs_diff"] = float(np.mean(np.abs(va - vb)))
     return out
 
 
@@ -150,7 +148,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, calibration: Calibr
     require("onnxruntime", extra="export")
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
 
-    from .runtime import read_metadata
+    from ..models.onnx import read_metadata
 
     if method not in QUANT_METHODS:
         raise unknown_name("quantization method", method, QUANT_METHODS)

@@ -1,7 +1,6 @@
 """create_model, and checkpoints that describe themselves (save_checkpoint / load_checkpoint)."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .._hashing import file_sha256
 from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..errors import CheckpointError, unknown_name
 from ..tasks import TaskSpec, get_task, list_tasks, resolve_tasks
@@ -78,14 +78,6 @@ def create_model(
                          attention=config.attention)
     model.config = config  # type: ignore[assignment]
     return model
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(

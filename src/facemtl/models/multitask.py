@@ -11,7 +11,7 @@ from ..tasks import TaskSpec
 from .backbones import Backbone
 from .heads import build_head
 
-__all__ = ["MultiTaskNet", "predict_crops_raw"]
+__all__ = ["MultiTaskNet"]
 
 
 class MultiTaskNet(nn.Module):
@@ -61,29 +61,3 @@ class MultiTaskNet(nn.Module):
         out = self(torch.cat([x, x.flip(-1)]))  # (2B, W): one pass for both views
         b = x.shape[0]
         return {k: (v[:b] + v[b:]) / 2 for k, v in out.items()}
-
-
-@torch.no_grad()
-def predict_crops_raw(model, crops, size: int, batch_size: int = 128, flip_tta: bool = True,
-                      device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-    """Raw head outputs for uint8 face crops (N, S, S, 3): the ONE inference function of training-time
-    validation, ``facemtl evaluate`` and :class:`facemtl.FaceAnalyzer`.
-
-    Crops larger than ``size`` are context crops from the training cache; their centre is the canonical crop
-    (:func:`facemtl.preprocess.center_crop`). ``model`` is anything with ``predict(x, flip_tta)``: a
-    :class:`MultiTaskNet` or an ONNX Runtime model.
-    """
-    from ..preprocess import center_crop, to_model_input
-
-    if isinstance(model, nn.Module):
-        model.eval()
-        device = device or next(model.parameters()).device
-    outs: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(crops), batch_size):
-        chunk = center_crop(np.asarray(crops[i:i + batch_size]), size)
-        x = to_model_input(chunk)
-        if device is not None:
-            x = x.to(device)
-        for k, v in model.predict(x, flip_tta=flip_tta).items():
-            outs.setdefault(k, []).append(v.float().cpu())
-    return {k: torch.cat(v) for k, v in outs.items()}

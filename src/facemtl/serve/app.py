@@ -146,10 +146,11 @@ def _checkpoint_label(path: Any) -> str | None:
     if not path:
         return None
     try:
-        from ..weights import default_checkpoint_path
+        from .. import weights
 
-        if Path(str(path)).resolve() == default_checkpoint_path(verify=False).resolve():
-            return "bundled default"
+        for name in weights.list_weights():
+            if Path(str(path)).resolve() == weights.get_weights(name).path(verify=False).resolve():
+                return "bundled default" if name == weights.DEFAULT_NAME else f"bundled {name}"
     except Exception:  # noqa: BLE001 - no bundled file: just the name
         pass
     return Path(str(path)).name
@@ -231,21 +232,30 @@ def model_info(analyzer: Any) -> dict[str, Any]:
     det = analyzer.detector
     return {
         "facemtl_version": __version__,
-        "backbone": getattr(model, "backbone_name", None) or info.get("backbone"),
+        "backbone": getattr(getattr(model, "config", None), "backbone", None) or info.get("backbone"),
         "input_size": analyzer.input_size,
         "detector": getattr(det, "name", type(det).__name__),
         "tasks": tasks,
         "checkpoint": _checkpoint_label(info.get("checkpoint")),
+        "backend": getattr(model, "backend", None),
         "flip_tta": analyzer.options.flip_tta,
         "explain": _explainable(analyzer),
     }
 
 
 def _explainable(analyzer: Any) -> bool:
-    import torch
+    """Whether /explain can run: PyTorch is installed and the model is a PyTorch one with a cam layer, or the
+    bundled default (explained through its PyTorch checkpoint, see :func:`facemtl.explain.face.explain_net`)."""
+    import importlib.util
 
-    model = analyzer.model
-    return isinstance(model, torch.nn.Module) and bool(getattr(model, "cam_layer", None))
+    if importlib.util.find_spec("torch") is None:
+        return False
+    net = getattr(analyzer.model, "net", None)
+    if net is not None:
+        return bool(getattr(net, "cam_layer", None))
+    from .. import weights
+
+    return analyzer.info.get("checkpoint") == str(weights.get_weights().path(verify=False))
 
 
 _PREDICT_BODY = {
@@ -620,7 +630,8 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
               responses={"200": {"content": {"image/png": {}}, "description": "the panel"}, **_ERRORS})
     async def explain(request: Request) -> Response:
         if not _explainable(analyzer):
-            raise ServeError(422, "this model cannot be explained (Grad-CAM needs a PyTorch checkpoint, not ONNX)")
+            raise ServeError(422, "this model cannot be explained (Grad-CAM needs PyTorch, pip install "
+                                  "\"facemtl[explain]\", and a PyTorch checkpoint or the bundled default model)")
         body = await read_body(request, many=False)
         with _Slot():
             items, extra = await read_images(request, body, many=False)

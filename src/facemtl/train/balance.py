@@ -15,13 +15,16 @@ The weights are used in one of two ways (``TrainConfig.balance``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import unknown_name
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS
 from ..tasks import AGE_BANDS
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BALANCE_KEYS", "BALANCE_MODES", "check_balance", "group_ids", "group_weights"]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +10,10 @@ import torch
 
 from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..data.cache import build_cache
-from ..data.datasets import (DatasetIndex, Record, deduplicate, extra_targets, load_celeba_gender, load_fairface,
-                             load_fer2013, load_manifest, load_utkface, target_arrays)
-from ..data.split import make_split, write_split_manifest
-from ..errors import DatasetError
+from ..data.datasets import Record, extra_targets, target_arrays
+from ..data.gather import gather_records
 from ..preprocess import DEFAULT_FRAMING, Framing
+from .config import NO_FACE_POLICIES
 
 __all__ = ["SourceData", "gather_records", "build_sources"]
 
@@ -42,34 +40,6 @@ class SourceData:
         return len(self.split)
 
 
-def gather_records(utkface: str | None = None, fer2013: str | None = None, manifests: tuple[str, ...] = (),
-                   limit: int | None = None, val_fraction: float = 0.1, seed: int = 0,
-                   manifest_out: Path | None = None, fairface: str | None = None, celeba_gender: str | None = None,
-                   source_val_fraction: dict[str, float] | None = None, ferplus: bool = True
-                   ) -> tuple[list[Record], dict, str | None]:
-    """Load every given source, deduplicate (within and across sources), split; returns (records, counts,
-    manifest sha256)."""
-    index = DatasetIndex([])
-    if utkface:
-        index.extend(load_utkface(utkface, limit=limit))
-    if fer2013:
-        index.extend(load_fer2013(fer2013, limit=limit, ferplus="auto" if ferplus else None))
-    if fairface:
-        index.extend(load_fairface(fairface, limit=limit))
-    if celeba_gender:
-        index.extend(load_celeba_gender(celeba_gender, limit=limit))
-    for m in manifests:
-        index.extend(load_manifest(m, limit=limit))
-    if not index.records:
-        raise DatasetError("no training data: give --utkface, --fer2013, --fairface, --celeba-gender and/or --manifest")
-    index = deduplicate(index)
-    records = make_split(index, val_fraction=val_fraction, seed=seed, source_fractions=source_val_fraction)
-    counts = {"records": Counter(f"{r.source}/{r.split}" for r in records), "skipped": dict(index.skipped)}
-    sha = write_split_manifest(records, manifest_out) if manifest_out else None
-    return records, counts, sha
-
-
-NO_FACE_POLICIES = ("keep", "skip")
 
 
 def build_sources(records: list[Record], input_size: int, cache_dir: Path | None = None,

@@ -8,124 +8,25 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..data.transforms import AugmentConfig, augment_batch
 from ..errors import FacemtlError, unknown_name
 from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
-from ..models.multitask import predict_crops_raw
-from ..preprocess import DEFAULT_FRAMING, Framing
-from ..tasks import get_task, in_interval, resolve_tasks
-from .balance import check_balance, group_weights
-from .data import NO_FACE_POLICIES, SourceData, build_sources, gather_records
-from .losses import AGE_LOSSES, MultiTaskLoss, regression_head_for
+from ..models.base import predict_crops_raw
+from ..tasks import get_task, in_interval
+from .balance import group_weights
+from .config import TrainConfig
+from .data import SourceData, build_sources, gather_records
+from .losses import MultiTaskLoss, regression_head_for
 
 __all__ = ["TrainConfig", "predict_arrays", "quick_metrics", "selection_score", "train"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; the CLI flags are these field names with dashes.
-
-    Example:
-        >>> cfg = TrainConfig(utkface="data/utkface", fer2013="data/fer2013", backbone="lite0", epochs=5)
-        >>> result = train(cfg)   # writes runs/<name>/best.pt, last.pt, metrics.csv, split.csv
-    """
-
-    utkface: str | None = None
-    fer2013: str | None = None
-    fairface: str | None = None
-    celeba_gender: str | None = None
-    manifest: tuple[str, ...] = ()
-    source_val_fraction: dict[str, float] | None = None
-    ferplus_weight: float = 0.0
-    no_face: str = "keep"
-    out: str = "runs/facemtl"
-    backbone: str = "lite0"
-    tasks: tuple[str, ...] = ("age", "gender", "emotion", "ethnicity")
-    input_size: int | None = None
-    pretrained: bool = True
-    init_backbone: str | None = None
-    init_checkpoint: str | None = None
-    shared_dim: int = 0
-    attention: bool = False
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.3
-    freeze_epochs: int = 0
-    loss_weighting: str = "static"
-    age_loss: str = "dldl"
-    label_smoothing: float = 0.05
-    patience: int = 15
-    val_fraction: float = 0.1
-    limit: int | None = None
-    sample_ratio: dict[str, float] | None = None
-    epoch_size: int | None = None
-    val_flip_tta: bool = True
-    balance: str = "none"
-    balance_by: tuple[str, ...] = ("ethnicity",)
-    balance_power: float = 1.0
-    balance_max_ratio: float = 10.0
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    channels_last: bool = True
-    amp: bool = True
-    time_budget_min: float | None = None
-    checkpoint_every_min: float = 10.0
-    resume: bool = False
-    overwrite: bool = False
-    cache_dir: str | None = None
-    workers: int = 2
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    geometry: CropGeometry = field(default_factory=lambda: DEFAULT_GEOMETRY)
-    framing: Framing = field(default_factory=lambda: DEFAULT_FRAMING)
-
-    def __post_init__(self) -> None:
-        for name, cls in (("augment", AugmentConfig), ("geometry", CropGeometry), ("framing", Framing)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                bad = [k for k in value if k not in cls.__dataclass_fields__]
-                if bad:
-                    raise unknown_name(f"{name} option", bad[0], list(cls.__dataclass_fields__))
-                setattr(self, name, cls(**value))
-        if self.no_face not in NO_FACE_POLICIES:
-            raise unknown_name("no_face", self.no_face, NO_FACE_POLICIES)
-        if not 0.0 <= self.ferplus_weight <= 1.0:
-            raise ValueError(f"ferplus_weight must be in [0, 1], got {self.ferplus_weight}")
-        self.manifest = tuple(self.manifest or ())
-        self.balance_by = tuple(self.balance_by or ())
-        check_balance(self.balance, self.balance_by, self.balance_power, self.balance_max_ratio)
-        self.tasks = tuple(s.name for s in resolve_tasks(self.tasks))
-        if self.age_loss not in AGE_LOSSES:
-            raise unknown_name("age_loss", self.age_loss, AGE_LOSSES)
-        if self.loss_weighting not in MultiTaskLoss.WEIGHTINGS:
-            raise unknown_name("loss_weighting", self.loss_weighting, MultiTaskLoss.WEIGHTINGS)
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise unknown_name("device", self.device, ("auto", "cpu", "cuda"))
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        ModelConfig(backbone=self.backbone, tasks=self.tasks, input_size=self.input_size)  # validates names
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _device(name: str) -> torch.device:
@@ -154,9 +55,10 @@ def selection_score(m: dict[str, float]) -> float:
 def predict_arrays(model: torch.nn.Module, images: np.ndarray | torch.Tensor, size: int, batch_size: int = 256,
                    device: torch.device | None = None, flip_tta: bool = True) -> dict[str, torch.Tensor]:
     """Raw head outputs for uint8 (N, S, S, 3) cached crops, without augmentation: the same inference as
-    ``facemtl evaluate`` (:func:`facemtl.models.multitask.predict_crops_raw`)."""
+    ``facemtl evaluate`` (:func:`facemtl.models.base.predict_crops_raw`), as CPU tensors."""
     imgs = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
-    return predict_crops_raw(model, imgs, size, batch_size, flip_tta, device)
+    return {k: torch.from_numpy(v) for k, v in predict_crops_raw(model, imgs, size, batch_size, flip_tta,
+                                                                 device).items()}
 
 
 def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, device: torch.device,

@@ -13,10 +13,10 @@ from torch import nn
 
 from ..errors import unknown_name
 from ..tasks import TaskSpec
+from .config import AGE_LOSSES, LOSS_WEIGHTINGS
 
 __all__ = ["AGE_LOSSES", "task_loss", "MultiTaskLoss", "regression_head_for"]
 
-AGE_LOSSES = ("dldl", "l1", "mse")
 
 
 def regression_head_for(age_loss: str) -> str:
@@ -40,7 +40,7 @@ def interval_loss(spec: TaskSpec, raw: torch.Tensor, lo: torch.Tensor, hi: torch
     vlo, vhi = spec.value_range or (0.0, 1.0)
     lo_c, hi_c = lo.float().clamp(vlo, vhi), hi.float().clamp(vlo, vhi + 1.0)
     if age_loss == "dldl":
-        centers = spec.bin_centers(raw.device)
+        centers = torch.from_numpy(spec.bin_centers()).to(raw.device)
         inside = (centers[None, :] >= lo_c[:, None]) & (centers[None, :] < hi_c[:, None])
         logp = raw.float().log_softmax(-1)
         log_mass = torch.logsumexp(logp.masked_fill(~inside, float("-inf")), dim=-1)
@@ -77,7 +77,7 @@ def _point_loss(spec: TaskSpec, raw: torch.Tensor, target: torch.Tensor, age_los
     lo, hi = spec.value_range or (0.0, 1.0)
     t = target.float().clamp(lo, hi)
     if age_loss == "dldl":
-        centers = spec.bin_centers(raw.device)
+        centers = torch.from_numpy(spec.bin_centers()).to(raw.device)
         s = sigma + 0.05 * t  # label noise grows with age
         dist = torch.exp(-0.5 * ((centers[None, :] - t[:, None]) / s[:, None]) ** 2)
         dist = dist / dist.sum(1, keepdim=True)
@@ -127,7 +127,7 @@ class MultiTaskLoss(nn.Module):
     L = sum_t exp(-s_t) * L_t + s_t, counted only for tasks present in the batch.
     """
 
-    WEIGHTINGS = ("static", "uncertainty")
+    WEIGHTINGS = LOSS_WEIGHTINGS
 
     def __init__(self, tasks: Sequence[TaskSpec], weighting: str = "static", age_loss: str = "dldl",
                  label_smoothing: float = 0.0, soft_weight: float = 0.0) -> None:

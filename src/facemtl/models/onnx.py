@@ -1,9 +1,9 @@
-"""OnnxModel: an exported file run by ONNX Runtime, a drop-in for ``MultiTaskNet.predict``.
+"""OnnxModel: an exported facemtl file run by ONNX Runtime, the default inference backend (no torch).
 
 It reads the task specs and preprocessing from the file's metadata (written by
 :func:`facemtl.export.export_onnx`), so :func:`facemtl.analyzer.decode_outputs` decodes its outputs
-unchanged and :class:`~facemtl.analyzer.FaceAnalyzer` can use it in place of the PyTorch model.
-Only ``onnxruntime`` is needed, not ``onnx``.
+unchanged; it keeps the :class:`~facemtl.models.base.FaceModel` contract. Only ``onnxruntime`` is needed
+(a core dependency), not ``onnx`` or torch.
 """
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from types import SimpleNamespace
 
-from .._optional import require
+import numpy as np
+
 from ..errors import CheckpointError, InvalidInputError
-from ..models.factory import ModelConfig
 from ..tasks import TaskSpec, get_task, list_tasks
 
 __all__ = ["OnnxModel", "read_metadata"]
@@ -30,7 +29,19 @@ def _session_options(ort: Any, threads: int | None) -> Any:
     opts.intra_op_num_threads = int(threads or 0)  # 0: onnxruntime's default (one per physical core)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # Idle ONNX Runtime workers sleep instead of spinning: on a small CPU spinning starves the detector's and
+    # the decoder's threads (and other processes). Measured: no cost to the model's own latency.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
+
+
+def _providers(device: str | None) -> list[str]:
+    """ONNX Runtime execution providers for a device name (auto, cpu, cuda, cuda:N)."""
+    from .._device import resolve_device_name
+
+    if resolve_device_name(device or "cpu", "onnxruntime") == "cpu":
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _decode_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:
@@ -49,49 +60,60 @@ def _decode_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The facemtl metadata of an exported file, JSON-decoded (tasks, preprocess, model_config, parity...)."""
-    ort = require("onnxruntime", extra="export")
+    import onnxruntime as ort
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ONNX model not found: {path}")
-    sess = ort.InferenceSession(str(path), _session_options(ort, 1), providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), _session_options(ort, 1), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
+        raise CheckpointError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
     return _decode_metadata(dict(sess.get_modelmeta().custom_metadata_map), path)
 
 
-class OnnxModel:
-    """An exported facemtl model run by ONNX Runtime; ``predict`` matches ``MultiTaskNet.predict``.
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
-    The session is created once. Attributes mirror the parts of MultiTaskNet that inference uses:
-    ``tasks`` (TaskSpecs from the file), ``config`` (``.input_size``, backbone...), ``preprocess``.
+
+class OnnxModel:
+    """An exported facemtl model run by ONNX Runtime (a :class:`~facemtl.models.base.FaceModel`).
+
+    The session is created once. ``tasks`` (TaskSpecs from the file), ``preprocess``, ``input_size``, and
+    ``config`` (the file's model description: ``.backbone``, ``.input_size``...) come from the metadata.
 
     Args:
         path: ``.onnx`` file written by :func:`facemtl.export.export_onnx` (or quantized from one).
         threads: onnxruntime intra-op threads; None lets onnxruntime choose.
         tasks: run only these tasks ("age,gender" or a list); each must be in the file.
-        providers: onnxruntime execution providers (default: CPU).
+        device: "cpu" (default), "auto" or "cuda[:N]" (needs an onnxruntime with the CUDA provider).
+        providers: onnxruntime execution providers (overrides ``device``).
 
     Raises:
         CheckpointError: missing file, no facemtl metadata, or tasks/labels that contradict the request.
 
     Example:
         >>> model = OnnxModel("default.onnx", threads=2)
-        >>> raw = model.predict(torch.rand(4, 3, 112, 112))      # {"age": (4, 101), "gender": (4, 2), ...}
+        >>> raw = model.predict(np.random.rand(4, 3, 112, 112).astype("float32"))  # {"age": (4, 101), ...}
         >>> decode_outputs(model.tasks, raw)
     """
 
-    training = False  # duck-typing with nn.Module for code that checks or sets the mode
+    backend = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None, tasks: str | Iterable[str] | None = None,
-                 providers: Sequence[str] | None = None) -> None:
-        ort = require("onnxruntime", extra="export")
+                 providers: Sequence[str] | None = None, device: str | None = None) -> None:
+        import onnxruntime as ort
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"ONNX model not found: {self.path}")
         self.threads = threads
         try:
             self.session = ort.InferenceSession(str(self.path), _session_options(ort, threads),
-                                                providers=list(providers or ["CPUExecutionProvider"]))
+                                                providers=list(providers or _providers(device)))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
-            raise CheckpointError(f"cannot load ONNX model {self.path}: {exc}") from None
+            raise CheckpointError(f"cannot load ONNX model {self.path}: {_first_line(exc)} (a corrupt or "
+                                  "truncated file? re-export it with `facemtl export`)") from None
         self.metadata = _decode_metadata(dict(self.session.get_modelmeta().custom_metadata_map), self.path)
         specs = [TaskSpec.from_dict(d) for d in self.metadata["tasks"]]
         outputs = [o.name for o in self.session.get_outputs()]
@@ -118,16 +140,11 @@ class OnnxModel:
                                       f"the registry's {list(get_task(name).labels)}")
         return [s for s in specs if s.name in wanted]
 
-    def _config(self, cfg: dict[str, Any]) -> ModelConfig:
+    def _config(self, cfg: dict[str, Any]) -> SimpleNamespace:
         cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
         cfg["input_size"] = self.input_size
         cfg.setdefault("tasks", tuple(s.name for s in self.tasks))
-        try:
-            return ModelConfig(**cfg)
-        except Exception:  # noqa: BLE001 - a task or backbone this install does not register: keep the file's word
-            config = ModelConfig.__new__(ModelConfig)
-            config.__dict__.update(cfg)
-            return config
+        return SimpleNamespace(**cfg)
 
     @property
     def output_names(self) -> list[str]:
@@ -137,40 +154,35 @@ class OnnxModel:
         names = self.output_names
         return dict(zip(names, self.session.run(names, {self.input_name: x}), strict=True))
 
-    def _as_array(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        arr = x.detach().to("cpu", torch.float32).numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    def _as_array(self, x: Any) -> np.ndarray:
+        if hasattr(x, "detach"):  # a torch tensor (tests, parity checks): no torch import needed here
+            x = x.detach().cpu().float().numpy()
+        arr = np.asarray(x)
         s = self.input_size
         if arr.ndim != 4 or arr.shape[1] != 3 or arr.shape[2:] != (s, s):
             raise InvalidInputError(f"expected a float (B, 3, {s}, {s}) RGB batch in [0, 1], got shape "
                                     f"{tuple(arr.shape)}")
         return np.ascontiguousarray(arr, dtype=np.float32)
 
-    def __call__(self, x: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
-        """Raw outputs {task: (B, W)}, as ``MultiTaskNet.forward``."""
-        return {k: torch.from_numpy(v) for k, v in self._run(self._as_array(x)).items()}
+    def __call__(self, x: Any) -> dict[str, np.ndarray]:
+        """Raw outputs {task: (B, W)} numpy, as ``MultiTaskNet.forward``."""
+        return self._run(self._as_array(x))
 
-    def predict(self, x: torch.Tensor | np.ndarray, flip_tta: bool = False) -> dict[str, torch.Tensor]:
+    def predict(self, x: Any, flip_tta: bool = False) -> dict[str, np.ndarray]:
         """Raw outputs for inference; ``flip_tta`` also runs the mirrored faces and averages the outputs.
 
         Args:
-            x: float32 (B, 3, H, W) RGB in [0, 1] (a torch tensor on any device, or an ndarray).
+            x: float32 (B, 3, H, W) RGB in [0, 1] (an ndarray, or a torch tensor on any device).
 
         Returns:
-            {task: (B, W)} CPU float32 tensors, the same values as ``MultiTaskNet.predict``.
+            {task: (B, W)} float32 numpy arrays, the same values as ``MultiTaskNet.predict``.
         """
         arr = self._as_array(x)
         if not flip_tta:
-            return {k: torch.from_numpy(v) for k, v in self._run(arr).items()}
+            return self._run(arr)
         b = arr.shape[0]
         out = self._run(np.ascontiguousarray(np.concatenate([arr, arr[..., ::-1]])))  # one pass for both views
-        return {k: torch.from_numpy((v[:b] + v[b:]) / 2) for k, v in out.items()}
-
-    # nn.Module look-alikes, so code written for the PyTorch model keeps working
-    def eval(self) -> OnnxModel:
-        return self
-
-    def to(self, *args: Any, **kwargs: Any) -> OnnxModel:
-        return self
+        return {k: (v[:b] + v[b:]) / 2 for k, v in out.items()}
 
     def __repr__(self) -> str:
         return (f"OnnxModel({str(self.path)!r}, tasks={self.output_names}, input_size={self.input_size}, "
