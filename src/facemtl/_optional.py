@@ -17,3 +17,13 @@ def require(module: str, extra: str, package: str | None = None) -> ModuleType:
             f"{pkg!r} is required for this feature but is not installed; "
             f'install it with: pip install "facemtl[{extra}]"'
         ) from exc
+
+
+def available(module: str) -> bool:
+    """Whether ``module`` could be imported here, without importing it (a broken or blocked install: False)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

@@ -70,9 +70,11 @@ def add_analyzer_args(p: argparse.ArgumentParser) -> None:
 
 def model_device(args: argparse.Namespace) -> str:
     """``--device`` resolved for the backend of ``--model`` (ONNX Runtime or PyTorch), before anything loads."""
-    from ..models.load import resolve_weights
+    from ..models.load import require_torch_for, resolve_weights
 
-    _, backend = resolve_weights(getattr(args, "model", None))
+    path, backend = resolve_weights(getattr(args, "model", None))
+    if backend == "pytorch":
+        require_torch_for(path)
     return resolve_device_name(getattr(args, "device", "cpu"), backend)
 
 

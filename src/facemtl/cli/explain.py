@@ -37,6 +37,9 @@ def _targets(items: list[str], usage_error) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from .._optional import require
+
+    require("torch", extra="explain")  # Grad-CAM needs gradients: PyTorch, whatever the model file
     from ..explain import explain_face, render_panel
 
     targets = _targets(args.target, args.usage_error)

@@ -43,7 +43,11 @@ def _check_line(check: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._optional import require
     from ..errors import InvalidInputError
+
+    require("torch", extra="export")  # export reads a PyTorch checkpoint
+    require("onnx", extra="export")
     from ..export import ParityReport, export_onnx, quantize_int8, read_metadata
 
     if args.model is None:

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import CheckpointError, MissingDependencyError
 from .base import FaceModel
 
-__all__ = ["load_model", "resolve_weights", "TORCH_SUFFIXES"]
+__all__ = ["load_model", "resolve_weights", "require_torch_for", "TORCH_SUFFIXES"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -62,13 +62,18 @@ def load_model(model: str | os.PathLike | None = None, *, tasks: str | Sequence[
         from .onnx import OnnxModel
 
         return OnnxModel(path, threads=threads, tasks=tasks, device=device), path
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    require_torch_for(path)
+    return _load_torch(path, tasks, device, threads), path
+
+
+def require_torch_for(path: Path) -> None:
+    """Raise MissingDependencyError naming the extra when the PyTorch checkpoint ``path`` cannot be run here."""
+    from .._optional import available
+
+    if not available("torch"):
         raise MissingDependencyError(
             f"{path} is a PyTorch checkpoint, and PyTorch is not installed: install it with "
-            f'pip install "facemtl[torch]", or use an ONNX model (the default, or `facemtl export`)') from None
-    return _load_torch(path, tasks, device, threads), path
+            f'pip install "facemtl[torch]", or use an ONNX model (the default, or `facemtl export`)')
 
 
 def _load_torch(path: Path, tasks: Any, device: Any, threads: int | None) -> Any:

@@ -246,9 +246,9 @@ def model_info(analyzer: Any) -> dict[str, Any]:
 def _explainable(analyzer: Any) -> bool:
     """Whether /explain can run: PyTorch is installed and the model is a PyTorch one with a cam layer, or the
     bundled default (explained through its PyTorch checkpoint, see :func:`facemtl.explain.face.explain_net`)."""
-    import importlib.util
+    from .._optional import available
 
-    if importlib.util.find_spec("torch") is None:
+    if not available("torch"):
         return False
     net = getattr(analyzer.model, "net", None)
     if net is not None:
