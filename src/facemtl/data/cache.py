@@ -47,7 +47,10 @@ def framing_detector(framing: Framing = DEFAULT_FRAMING):
     if key not in cache:
         from ..detect import create_detector
 
-        cache[key] = create_detector(framing.detector, min_score=framing.min_score)
+        # One session per thread (this cache is thread-local), each single-threaded: the callers frame crops in
+        # parallel threads, and one multi-threaded session per thread would oversubscribe the cores.
+        threads = {"num_threads": 1} if framing.detector in ("retinaface", "blazeface") else {}
+        cache[key] = create_detector(framing.detector, min_score=framing.min_score, **threads)
     return cache[key]
 
 

@@ -73,6 +73,7 @@ class RetinaFaceDetector:
         opts.intra_op_num_threads = num_threads or 0
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle workers sleep, not spin
         self._session = ort.InferenceSession(str(WEIGHTS_PATH), opts, providers=["CPUExecutionProvider"])
         self._anchor_cache: dict[tuple[int, int], np.ndarray] = {}
 
