@@ -9,8 +9,10 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -28,6 +30,8 @@ def cpu_model() -> str:
 
 def setup(threads: int) -> None:
     """Set PyTorch's intra-op threads and print the machine header."""
+    import torch  # here, not at import: benchmarks of the torch-free paths use the other helpers
+
     torch.set_num_threads(threads)
     try:
         usable = len(os.sched_getaffinity(0))
@@ -87,6 +91,8 @@ def count_params(model: torch.nn.Module) -> int:
 
 def serialized_mb(model: torch.nn.Module, half: bool = False) -> float:
     """Size in MB (1e6 bytes) of ``torch.save(model.state_dict())``, floats cast to fp16 when ``half``."""
+    import torch
+
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -128,6 +128,47 @@ def test_batch_without_torch_matches_the_pytorch_backend(fp32_onnx, crops_dir, t
             {k: v for k, v in b.items() if k.endswith("label") or k in ("gender", "emotion", "ethnicity")}
 
 
+def test_video_without_torch_matches_the_pytorch_backend(fp32_onnx, tmp_path):
+    pytest.importorskip("av")
+    from test_video import probe, read_csv, two_face_frames, write_h264
+
+    video = write_h264(tmp_path / "clip.mp4", two_face_frames(10))
+    assert main(["-q", "predict", str(video), "--detector", "none", "--model", "default-pytorch",
+                 "--csv", str(tmp_path / "ref.csv")]) == 0
+    res = run_without_torch("-q", "predict", str(video), "--detector", "none", "--model", str(fp32_onnx),
+                            "--save-dir", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    assert "10 of 10 frame(s) analysed" in res.stdout
+    (_, ref), (_, got) = read_csv(tmp_path / "ref.csv"), read_csv(tmp_path / "out" / "clip_frames.csv")
+    assert len(got) == len(ref) == 10
+    for a, b in zip(got, ref):
+        assert (a["frame"], a["track_id"], a["gender"], a["emotion"], a["ethnicity"]) == \
+            (b["frame"], b["track_id"], b["gender"], b["emotion"], b["ethnicity"])
+        assert float(a["age"]) == pytest.approx(float(b["age"]), abs=1e-2)
+        assert float(a["emotion_prob"]) == pytest.approx(float(b["emotion_prob"]), abs=1e-3)
+    info = probe(tmp_path / "out" / "clip_annotated.mp4")
+    assert info["codec"] == "h264" and info["decoded"] == 10
+
+
+def test_core_install_video_writes_the_csv_and_says_how_to_get_the_drawn_video(tmp_path):
+    """The core install has neither torch nor PyAV: --save-dir still gives the per-frame CSV, and one note names
+    the extra for the annotated H.264 video; asking for it explicitly is one error naming the extra."""
+    pytest.importorskip("av")
+    from test_video import two_face_frames, write_h264
+
+    video = write_h264(tmp_path / "clip.mp4", two_face_frames(6))
+    no_av = BLOCK.replace('("torch", "torchvision")', '("torch", "torchvision", "av")')
+    code = no_av + "from facemtl.cli.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    res = subprocess.run([sys.executable, "-c", code, "predict", str(video), "--detector", "none", "--save-dir",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert 'pip install "facemtl[video]"' in res.stderr and "Traceback" not in res.stderr
+    assert (tmp_path / "out" / "clip_frames.csv").is_file() and not (tmp_path / "out" / "clip_annotated.mp4").exists()
+    res = subprocess.run([sys.executable, "-c", code, "predict", str(video), "--detector", "none", "--video-out",
+                          str(tmp_path / "v.mp4")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and 'pip install "facemtl[video]"' in res.stderr and "Traceback" not in res.stderr
+
+
 def test_a_pytorch_checkpoint_without_torch_names_the_extra(tmp_path, crops_dir):
     res = run_without_torch("predict", str(crops_dir / "face0.png"), "--model", "default-pytorch")
     assert res.returncode == 1 and "Traceback" not in res.stderr

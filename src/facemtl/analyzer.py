@@ -186,14 +186,16 @@ class FaceAnalyzer:
             # Detectors are not thread-safe (OpenCV's cascade segfaults, LiteRT's interpreter refuses concurrent
             # calls): decoding runs ahead in threads, detection one image at a time.
             with self._detect_lock:
-                dets = self._select(self.detector.detect(image))
+                dets = self.select(self.detector.detect(image))
             t2 = time.perf_counter()
             crops = [photo_crop(image, d, self.input_size, self.geometry, self.framing) for d in dets]
         t3 = time.perf_counter()
         timings = {"load": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "crop": (t3 - t2) * 1e3}
         return name, image, dets, crops, timings, None
 
-    def _select(self, dets: list[Detection]) -> list[Detection]:
+    def select(self, dets: list[Detection]) -> list[Detection]:
+        """Apply the options' selection rules to one image's detections: ``min_face``, then ``largest_only``,
+        then ``max_faces`` (highest score first). Used by the image pipeline and by :mod:`facemtl.video`."""
         o = self.options
         if o.min_face:
             dets = [d for d in dets if min(d.box.width, d.box.height) >= o.min_face]
@@ -202,6 +204,8 @@ class FaceAnalyzer:
         if o.max_faces is not None:
             dets = sorted(dets, key=lambda d: -d.score)[: o.max_faces]
         return dets
+
+    _select = select  # the former private name
 
     def frame_crop(self, image: ImageInput, channels: str = "rgb") -> tuple[np.ndarray, Detection | None]:
         """The model input for an image that *is* a face crop, exactly as the training cache makes it

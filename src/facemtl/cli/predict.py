@@ -1,42 +1,58 @@
-"""facemtl predict IMAGE|DIR|GLOB|VIDEO... [--webcam INDEX] : every face's attributes as a table or JSON;
---save-dir for drawn images. Videos and cameras give a per-frame CSV of tracked faces and an annotated video."""
+"""facemtl predict IMAGE|DIR|GLOB|VIDEO|URL... [--webcam INDEX] : every face's attributes as a table or JSON;
+--save-dir for drawn images. Videos, stream URLs and cameras give a per-frame CSV of tracked faces and an
+annotated H.264 video."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from .._rows import safe_name
+from .._video_io import is_stream_url
 from ..errors import FacemtlError, InvalidInputError
 from ..video import VideoConfig
 from ._args import add_dataclass_args, config_from_args
 from ._common import (VIDEO_EXTENSIONS, add_analyzer_args, analyze_files, build_analyzer, check_output_dir,
-                      expand_inputs, quiet)
+                      expand_inputs, note, quiet)
 
 EXIT_CODES = """exit status: 0 no input failed; 1 a setup or output error (bad option value, missing input,
 --save-dir not a writable folder; one message on stderr) or every input failed; 2 command-line usage error;
 3 some inputs failed (each named on stderr); 130 interrupted."""
 
 VIDEO_HELP = {
-    "every_n": "analyse every n-th frame (default: about --target-fps frames per second)",
-    "target_fps": "analysed frames per second when --every-n is not given",
-    "max_frames": "stop after analysing this many frames",
-    "ema_alpha": "weight of the newest frame in each track's moving average (1 = no smoothing)",
-    "iou_threshold": "box overlap needed to continue a track",
-    "max_missed": "analysed frames a track may miss before it ends",
+    "every_n": "process every n-th frame of the source (default: every frame, or about --target-fps a second)",
+    "target_fps": "frames per second of video to process when --every-n is not given (default: all)",
+    "max_frames": "stop after processing this many frames",
+    "detect_every": "run the face detector on every k-th processed frame; faces are tracked in between",
+    "refresh_every": "re-run the attribute model for a face at most every this many frames (a new face at once)",
+    "detect_max_side": "shrink frames to this longer side before detection",
+    "detect_min_face": "detect on a smaller input still while every tracked face stays this many pixels there "
+                       "(0: off)",
+    "full_detect_every": "every n-th detection at --detect-max-side anyway, to find new small faces",
+    "ema_alpha": "weight of the newest refresh in each track's moving average (1 = no smoothing)",
+    "high_score": "detections scoring at least this are matched first and may start tracks",
+    "iou_threshold": "box overlap between a track's predicted box and a detection needed to continue it",
+    "max_missed": "frames a track that lost its face is kept for re-matching before it ends",
+    "stream_timeout": "seconds to wait for a stream URL to open and for each read",
+    "video_preset": "x264 preset of the annotated video (ultrafast ... veryslow)",
+    "video_crf": "x264 quality of the annotated video (lower is better)",
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="analyse images (files, folders, globs), videos or a webcam",
                        description="Find every face and predict its attributes. Videos ("
-                       + ", ".join(VIDEO_EXTENSIONS) + ") and --webcam: faces are tracked across sampled frames, "
-                       "their answers smoothed over time, and a per-frame CSV (and annotated video) written.",
+                       + ", ".join(VIDEO_EXTENSIONS) + "), stream URLs and --webcam: every frame is processed, faces "
+                       "detected every few frames and tracked in between, each face's answers refreshed every few "
+                       "frames and smoothed over time, and a per-frame CSV (and an annotated H.264 video at the "
+                       "source frame rate) written.",
                        epilog=EXIT_CODES)
-    p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|GLOB|VIDEO")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|GLOB|VIDEO|URL",
+                   help="images, folders, globs, video files, or stream URLs (rtsp://, http(s)://...)")
     add_analyzer_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines); "
                    "for a video, its summary")
@@ -50,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "or --max-frames")
     v.add_argument("--csv", metavar="PATH", help="per-frame CSV (default: <save-dir or current folder>/"
                    "<stem>_frames.csv)")
-    v.add_argument("--video-out", metavar="PATH", help="annotated video (default: <save-dir>/<stem>_annotated.mp4 "
-                   "with --save-dir, else none)")
+    v.add_argument("--video-out", metavar="PATH", help="annotated H.264 video, .mp4 (default: "
+                   "<save-dir>/<stem>_annotated.mp4 with --save-dir, else none)")
     add_dataclass_args(v, VideoConfig, help_=VIDEO_HELP)
     p.set_defaults(func=run, usage_error=p.error)
 
@@ -108,11 +124,17 @@ def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
                                 "use --save-dir instead")
     config = config_from_args(VideoConfig, args)
     save = Path(args.save_dir) if args.save_dir else None
+    from .._optional import available
+
+    annotate = bool(args.video_out) or available("av")
+    if save and not annotate:  # the core install: the CSV is written, the drawn video needs the extra
+        note(args, 'note: no annotated video (H.264 needs PyAV: pip install "facemtl[video]"); writing the CSV only')
     failed = 0
     for src in sources:
-        stem = f"webcam{src}" if isinstance(src, int) else Path(src).stem
+        stem = _video_stem(src)
         csv_path = Path(args.csv) if args.csv else (save or Path(".")) / f"{stem}_frames.csv"
-        video_out = Path(args.video_out) if args.video_out else (save / f"{stem}_annotated.mp4" if save else None)
+        video_out = Path(args.video_out) if args.video_out else \
+            (save / f"{stem}_annotated.mp4" if save and annotate else None)
         bar = tqdm(unit="frame", file=sys.stderr, disable=True if quiet(args) else None, desc=str(stem),
                    leave=False)
 
@@ -132,15 +154,32 @@ def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
             raise
         finally:
             bar.close()
+        outs = ", ".join(x for x in (summary["csv"], summary["video"]) if x)
         if args.json:
             print(json.dumps({k: safe_name(v) if isinstance(v, str) else v for k, v in summary.items()}))
         else:
-            outs = ", ".join(x for x in (summary["csv"], summary["video"]) if x)
+            rate = f", {summary['frames_per_second']:.1f} frames/s" if summary["frames_per_second"] else ""
             print(f"{safe_name(summary['source'])}: {summary['frames_analysed']} of {summary['frames_read']} frame(s) "
-                  f"analysed "
-                  f"(every {summary['every_n']}), {summary['faces']} face(s) in {summary['tracks']} track(s), "
-                  f"{summary['seconds']:.1f} s -> {safe_name(outs)}")
+                  f"analysed (every {summary['every_n']}; faces detected every {summary['detect_every']}), "
+                  f"{summary['faces']} face(s) in {summary['tracks']} track(s), {summary['seconds']:.1f} s{rate}"
+                  f" -> {safe_name(outs) or 'no output'}")
+        if not summary["complete"]:  # a video that broke mid-way: what was done is kept, and it is an error
+            failed += 1
+            print(f"{safe_name(summary['source'])}: error: stopped at frame {summary['stopped_at']}: "
+                  f"{safe_name(summary['error'])}; the {summary['frames_analysed']} frame(s) before it are in "
+                  f"{safe_name(outs) or 'no output'}", file=sys.stderr)
     return failed
+
+
+def _video_stem(src: int | str) -> str:
+    """The output name stem of a video: the file's stem, ``webcam<N>``, or a URL's last path part (or host)."""
+    if isinstance(src, int):
+        return f"webcam{src}"
+    if is_stream_url(src):
+        rest = src.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        last = rest.rsplit("/", 1)[-1] if "/" in rest else rest
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(last).stem or last) or "stream"
+    return Path(src).stem
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,8 +187,9 @@ def run(args: argparse.Namespace) -> int:
         args.usage_error("nothing to analyse: give IMAGE|DIR|GLOB|VIDEO inputs or --webcam INDEX")
     if args.webcam is not None and args.webcam < 0:
         args.usage_error(f"--webcam takes a camera index >= 0, got {args.webcam}")
-    found = expand_inputs(args.inputs, args.recursive) if args.inputs else []
-    videos: list = [f for f in found if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+    urls = [i for i in args.inputs if is_stream_url(i)]  # streams are opened as videos, never globbed
+    found = expand_inputs([i for i in args.inputs if i not in urls], args.recursive) if args.inputs else []
+    videos: list = [f for f in found if Path(f).suffix.lower() in VIDEO_EXTENSIONS] + urls
     files = [f for f in found if f not in videos]
     if args.webcam is not None:
         videos.append(args.webcam)
