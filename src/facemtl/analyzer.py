@@ -205,8 +205,6 @@ class FaceAnalyzer:
             dets = sorted(dets, key=lambda d: -d.score)[: o.max_faces]
         return dets
 
-    _select = select  # the former private name
-
     def frame_crop(self, image: ImageInput, channels: str = "rgb") -> tuple[np.ndarray, Detection | None]:
         """The model input for an image that *is* a face crop, exactly as the training cache makes it
         (:func:`facemtl.preprocess.frame_face_crop`): (crop, the face found in it or None). An array is RGB
