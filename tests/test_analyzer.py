@@ -54,7 +54,8 @@ def test_to_dict_json_round_trip(analyzer, face_image):
     assert json.loads(res.to_json()) == d
     f = d["faces"][0]
     assert f["box"] == [8.0, 4.0, 56.0, 60.0] and f["score"] == 0.95 and len(f["landmarks"]) == 5
-    assert set(f) == {"box", "score", "landmarks", *list_tasks()}
+    assert set(f) == {"box", "score", "landmarks", "quality", "quality_reasons", *list_tasks()}
+    assert f["quality"] in ("ok", "low") and isinstance(f["quality_reasons"], list)
     assert set(f["gender"]) == {"label", "value", "probs"} and set(f["gender"]["probs"]) == {"male", "female"}
     assert set(f["age"]["probs"]) == {g for g, _ in AGE_GROUPS}
     assert "landmarks" not in d["faces"][1]

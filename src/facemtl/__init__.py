@@ -19,8 +19,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from ._rows import to_dataframe  # noqa: E402
-from .errors import (CheckpointError, DatasetError, DeviceError, FacemtlError,  # noqa: E402
-                     InvalidInputError, MissingDependencyError, UnknownNameError)
+from .errors import (  # noqa: E402
+    CheckpointError,
+    DatasetError,
+    DeviceError,
+    FacemtlError,
+    InvalidInputError,
+    MissingDependencyError,
+    UnknownNameError,
+)
 from .models import load_model  # noqa: E402
 from .results import Box, Face, ImageResult, Prediction  # noqa: E402
 from .tasks import get_task, list_tasks  # noqa: E402

@@ -47,20 +47,20 @@ def csv_columns() -> list[str]:
     for name in list_tasks():
         spec = get_task(name)
         if spec.kind == "regression":
-            cols += [name, f"{name}_group"]
+            cols += [name, f"{name}_group", f"{name}_low", f"{name}_high"]
         else:
             cols += [name, f"{name}_prob"] + [f"{name}.{lab}" for lab in spec.labels]
-    return cols + ["error"]
+    return cols + ["quality", "quality_reasons", "error"]
 
 
 def column_types() -> dict[str, str]:
     """Each of :func:`csv_columns` -> ``"int"``, ``"float"`` or ``"str"`` (the type of its non-empty values)."""
     types = {"file": "str", "face": "int", "n_faces": "int", "x1": "float", "y1": "float", "x2": "float",
-             "y2": "float", "det_score": "float", "error": "str"}
+             "y2": "float", "det_score": "float", "quality": "str", "quality_reasons": "str", "error": "str"}
     for name in list_tasks():
         spec = get_task(name)
         if spec.kind == "regression":
-            types.update({name: "float", f"{name}_group": "str"})
+            types.update({name: "float", f"{name}_group": "str", f"{name}_low": "float", f"{name}_high": "float"})
         else:
             types.update({name: "str", f"{name}_prob": "float"})
             types.update({f"{name}.{lab}": "float" for lab in spec.labels})
@@ -76,11 +76,14 @@ def csv_rows(res: Any) -> list[dict[str, Any]]:
     rows = []
     for i, face in enumerate(res.faces):
         row: dict[str, Any] = {"file": safe_name(res.source), "face": i, "n_faces": len(res.faces), "error": "",
-                               "det_score": round(face.score, 4)}
+                               "det_score": round(face.score, 4), "quality": face.quality,
+                               "quality_reasons": "; ".join(face.quality_reasons)}
         row.update(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in face.box.xyxy)))
         for name, pred in face.attributes.items():
             if get_task(name).kind == "regression":
                 row[name], row[f"{name}_group"] = round(pred.value, 2), pred.label
+                if pred.low is not None and pred.high is not None:
+                    row[f"{name}_low"], row[f"{name}_high"] = round(pred.low, 2), round(pred.high, 2)
             else:
                 row[name], row[f"{name}_prob"] = pred.label, round(pred.value, 4)
                 for lab, p in (pred.probs or {}).items():

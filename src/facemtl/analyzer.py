@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import DEFAULT_LEVEL, Calibration, check_level
 from .crop import CropGeometry
 from .detect import Detection, FaceDetector, create_detector, default_detector_name
 from .errors import FacemtlError
 from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, load_image
 from .models.base import FaceModel, as_face_model, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
+from .quality import DEFAULT_RULES, assess, check_min_quality
 from .results import Box, Face, ImageResult, Prediction
 from .tasks import AGE_GROUPS, TaskSpec, age_group
 
@@ -37,6 +39,9 @@ class AnalyzerOptions:
         flip_tta: average each face's outputs with its mirror image's (one batched pass; measured on the
             validation data: emotion accuracy +1.1 points, see MODEL_CARD.md).
         max_pixels: refuse larger images.
+        age_interval: level of the age interval (``Prediction.low``/``high``), in (0, 1); needs a calibrated
+            model (the bundled one is).
+        min_quality: "low" keeps every face (doubtful ones flagged ``quality="low"``); "ok" drops them.
     """
 
     min_face: int = 0
@@ -46,8 +51,12 @@ class AnalyzerOptions:
     keep_image: bool = False
     flip_tta: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    age_interval: float = DEFAULT_LEVEL
+    min_quality: str = "low"
 
     def __post_init__(self) -> None:
+        self.age_interval = check_level(self.age_interval)
+        check_min_quality(self.min_quality)
         if self.min_face < 0:
             raise ValueError(f"min_face must be >= 0, got {self.min_face}")
         if self.max_faces is not None and self.max_faces < 1:
@@ -73,14 +82,23 @@ def _age_group_probs(bin_probs: np.ndarray, spec: TaskSpec) -> dict[str, float]:
     return out
 
 
-def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any]) -> list[dict[str, Prediction]]:
-    """Raw head outputs {task: (B, W)} -> one {task: Prediction} per face, labels from the TaskSpecs."""
+def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: Calibration | None = None,
+                   level: float = DEFAULT_LEVEL) -> list[dict[str, Prediction]]:
+    """Raw head outputs {task: (B, W)} -> one {task: Prediction} per face, labels from the TaskSpecs.
+
+    With a ``calibration``, class probabilities are temperature-scaled and ages get the conformal interval at
+    ``level``; without one, probabilities are the plain softmax and ages have no interval."""
     n = len(next(iter(raw.values()))) if raw else 0
     per_face: list[dict[str, Prediction]] = [{} for _ in range(n)]
     for spec in tasks:
         if spec.name not in raw:
             continue
         values, probs = spec.decode_raw(raw[spec.name])
+        if spec.kind == "classification" and calibration is not None and spec.name in calibration.temperatures:
+            probs = calibration.probabilities(spec.name, raw[spec.name])
+        lows = highs = None
+        if spec.name == "age" and calibration is not None and calibration.age is not None:
+            lows, highs = calibration.age.intervals(np.asarray(values, dtype=float), level)
         for i in range(n):
             if spec.kind == "classification":
                 assert probs is not None
@@ -92,7 +110,9 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any]) -> list[dict[
                 v = float(values[i])
                 group_probs = _age_group_probs(probs[i], spec) if (probs is not None and spec.name == "age") else None
                 label = age_group(v) if spec.name == "age" else None
-                per_face[i][spec.name] = Prediction(spec.name, label, v, group_probs)
+                lo, hi = (float(lows[i]), float(highs[i])) if lows is not None else (None, None)
+                per_face[i][spec.name] = Prediction(spec.name, label, v, group_probs, lo, hi,
+                                                    level if lo is not None else None)
     return per_face
 
 
@@ -122,6 +142,9 @@ class FaceAnalyzer:
         self.tasks = tuple(t for t in model.tasks if tasks is None or t.name in tasks)
         self.options = options or AnalyzerOptions()
         self.info = info or {}
+        self.calibration = Calibration.from_dict((getattr(model, "metadata", None) or {}).get("calibration"))
+        if self.calibration is None or self.calibration.age is None:
+            _warn_uncalibrated(self.info.get("checkpoint") or type(model).__name__)
         self._detect_lock = threading.Lock()
 
     @classmethod
@@ -231,7 +254,7 @@ class FaceAnalyzer:
             return []
         raw = predict_crops_raw(self.model, np.stack(crops), self.input_size, self.options.batch_size,
                                 self.options.flip_tta)
-        return decode_outputs(self.tasks, raw)
+        return decode_outputs(self.tasks, raw, self.calibration, self.options.age_interval)
 
     def analyze_many(self, sources: Iterable[ImageInput], errors: str = "record", workers: int = 2,
                      channels: str = "rgb") -> Iterator[ImageResult | ItemError]:
@@ -276,13 +299,30 @@ class FaceAnalyzer:
                 yield ItemError(name, str(exc))
                 continue
             faces = []
-            for d in dets:
+            for d, crop in zip(dets, crops):
                 lm = tuple((float(x), float(y)) for x, y in d.landmarks) if d.landmarks else None
-                faces.append(Face(Box(*map(float, d.box.xyxy)), float(d.score), preds[k], lm))
+                quality, reasons = assess(min(d.box.width, d.box.height), float(d.score), lm, crop, preds[k],
+                                          DEFAULT_RULES)
+                if quality == "ok" or self.options.min_quality == "low":
+                    faces.append(Face(Box(*map(float, d.box.xyxy)), float(d.score), preds[k], lm, quality, reasons))
                 k += 1
             timings = {**timings, "predict": per_face_ms * len(crops)}
             yield ImageResult(name, (int(image.shape[0]), int(image.shape[1])), faces, timings,
                               image if self.options.keep_image else None)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_uncalibrated(name: str) -> None:
+    """Once per model: it carries no age calibration, so ages come without intervals."""
+    if name not in _WARNED:
+        _WARNED.add(name)
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s has no calibration: ages come without intervals and probabilities are uncalibrated "
+            "(fit them with `facemtl calibrate`)", name)
 
 
 def _source_name(source: Any) -> str:

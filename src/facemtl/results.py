@@ -57,29 +57,42 @@ class Prediction:
 
     ``label`` is the class name (classification) or the age group (age); ``value`` is the class
     probability (classification) or the estimate in the task's unit (age: years); ``probs`` maps
-    every label to its probability (None for a scalar regression head).
+    every label to its probability (None for a scalar regression head). Probabilities are calibrated when the
+    model carries a calibration (``facemtl calibrate``). ``low``/``high`` (age): the conformal interval that
+    contains the true age with probability ``level`` (None when the model has no age calibration).
     """
 
     task: str
     label: str | None
     value: float
     probs: dict[str, float] | None = None
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"label": self.label, "value": round(float(self.value), 6)}
         if self.probs is not None:
             d["probs"] = {k: round(float(v), 6) for k, v in self.probs.items()}
+        if self.low is not None and self.high is not None:
+            d.update(low=round(float(self.low), 3), high=round(float(self.high), 3), level=self.level)
         return d
 
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face: its box, detection score, optional landmarks and per-task predictions."""
+    """A detected face: its box, detection score, optional landmarks and per-task predictions.
+
+    ``quality`` is "ok" or "low": "low" when something known to break the model was seen
+    (``quality_reasons``, e.g. "small face (24 px)", "blurred", "turned away", "low detection score",
+    "uncertain gender"; see :mod:`facemtl.quality`)."""
 
     box: Box
     score: float
     attributes: dict[str, Prediction]
     landmarks: tuple[tuple[float, float], ...] | None = None
+    quality: str = "ok"
+    quality_reasons: tuple[str, ...] = ()
 
     def __getitem__(self, task: str) -> Prediction:
         try:
@@ -98,6 +111,7 @@ class Face:
         if self.landmarks is not None:
             d["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]
         d.update({name: p.to_dict() for name, p in self.attributes.items()})
+        d.update(quality=self.quality, quality_reasons=list(self.quality_reasons))
         return d
 
 

@@ -16,8 +16,16 @@ from .._video_io import is_stream_url
 from ..errors import FacemtlError, InvalidInputError
 from ..video import VideoConfig
 from ._args import add_dataclass_args, config_from_args
-from ._common import (VIDEO_EXTENSIONS, add_analyzer_args, analyze_files, build_analyzer, check_output_dir,
-                      expand_inputs, note, quiet)
+from ._common import (
+    VIDEO_EXTENSIONS,
+    add_analyzer_args,
+    analyze_files,
+    build_analyzer,
+    check_output_dir,
+    expand_inputs,
+    note,
+    quiet,
+)
 
 EXIT_CODES = """exit status: 0 no input failed; 1 a setup or output error (bad option value, missing input,
 --save-dir not a writable folder; one message on stderr) or every input failed; 2 command-line usage error;

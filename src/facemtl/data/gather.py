@@ -6,8 +6,16 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import DatasetError
-from .datasets import (DatasetIndex, Record, deduplicate, load_celeba_gender, load_fairface, load_fer2013,
-                       load_manifest, load_utkface)
+from .datasets import (
+    DatasetIndex,
+    Record,
+    deduplicate,
+    load_celeba_gender,
+    load_fairface,
+    load_fer2013,
+    load_manifest,
+    load_utkface,
+)
 from .split import make_split, write_split_manifest
 
 __all__ = ["gather_records"]

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import Record, extra_targets, target_arrays
-from ..errors import DatasetError, FacemtlError, InvalidInputError
 from ..data.gather import gather_records
+from ..errors import DatasetError, FacemtlError, InvalidInputError
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
 

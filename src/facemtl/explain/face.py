@@ -145,9 +145,9 @@ def explain_face(
         if t not in wanted:
             raise unknown_name("task", t, wanted)
 
-    from ..preprocess import to_model_input
-
     import torch
+
+    from ..preprocess import to_model_input
 
     x = torch.from_numpy(to_model_input(crop[None]))  # (1, 3, S, S), as every prediction
     maps = GradCAM(explain_net(analyzer)).heatmaps(x, wanted, {t: v for t, v in targets.items() if v is not None})

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._hashing import file_sha256
 from .._optional import require
 from ..crop import DEFAULT_GEOMETRY
-from .._hashing import file_sha256
 from ..models.factory import load_checkpoint
-from ._meta import INPUT_NAME, METADATA_FORMAT, ExportError, set_metadata
 from ..models.multitask import MultiTaskNet
+from ._meta import INPUT_NAME, METADATA_FORMAT, ExportError, set_metadata
 
 __all__ = [
     "INPUT_NAME",

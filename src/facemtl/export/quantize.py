@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from .._hashing import file_sha256
 from .._optional import require
 from ..errors import InvalidInputError, unknown_name
 from ..image import IMAGE_EXTENSIONS, load_image
-from .._hashing import file_sha256
 from ._meta import INPUT_NAME, ExportError, set_metadata
 
 __all__ = ["QUANT_METHODS", "load_calibration_crops", "quantize_int8"]

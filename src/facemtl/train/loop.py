@@ -16,8 +16,8 @@ import torch
 
 from ..data.transforms import AugmentConfig, augment_batch
 from ..errors import FacemtlError, unknown_name
-from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
 from ..models.base import predict_crops_raw
+from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
 from ..tasks import get_task, in_interval
 from .balance import group_weights
 from .config import TrainConfig
