@@ -53,16 +53,20 @@ def calibration_half(name: str) -> bool:
 
 # -- temperature scaling ---------------------------------------------------------------------------------------
 
-def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
+def _nll(logits: np.ndarray, labels: np.ndarray, t: float, weights: np.ndarray | None = None) -> float:
     p = softmax(logits / t)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0))))
+    ll = np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0))
+    return float(-np.average(ll, weights=weights))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0) -> float:
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0,
+                    groups: Sequence[Any] | None = None) -> float:
     """The temperature minimising the NLL of ``softmax(logits / T)`` (golden-section search on log T).
 
     Args:
         logits: (N, K) raw head outputs; labels: (N,) class indices (negative = unlabelled, ignored).
+        groups: (N,) the source of each row: every source then weighs the same in the NLL, so the largest
+            dataset does not set the temperature alone (the model meets other datasets than these).
 
     Raises:
         InvalidInputError: no labelled row.
@@ -72,19 +76,24 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi
     if not keep.any():
         raise InvalidInputError("cannot fit a temperature: no labelled face for this task in the calibration set")
     logits, labels = logits[keep], labels[keep]
+    weights = None
+    if groups is not None:
+        g = np.asarray(groups)[keep]
+        _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        weights = 1.0 / counts[inverse]
     a, b = math.log(lo), math.log(hi)
     g = (math.sqrt(5) - 1) / 2
     c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = _nll(logits, labels, math.exp(c)), _nll(logits, labels, math.exp(d))
+    fc, fd = _nll(logits, labels, math.exp(c), weights), _nll(logits, labels, math.exp(d), weights)
     for _ in range(60):
         if fc < fd:
             b, d, fd = d, c, fc
             c = b - g * (b - a)
-            fc = _nll(logits, labels, math.exp(c))
+            fc = _nll(logits, labels, math.exp(c), weights)
         else:
             a, c, fc = c, d, fd
             d = a + g * (b - a)
-            fd = _nll(logits, labels, math.exp(d))
+            fd = _nll(logits, labels, math.exp(d), weights)
     return float(math.exp((a + b) / 2))
 
 
@@ -164,7 +173,7 @@ def fit_age_intervals(true_age: np.ndarray, predicted: np.ndarray, min_group: in
             for j in (i - radius, i + radius):
                 if 0 <= j < len(GROUP_NAMES):
                     pool.extend(own[GROUP_NAMES[j]])
-        scores[g] = tuple(float(v) for v in np.sort(np.asarray(pool)))
+        scores[g] = tuple(round(float(v), 3) for v in np.sort(np.asarray(pool)))  # as stored (ms precision)
     return AgeIntervals(scores, {g: int(len(v)) for g, v in own.items()}, tuple(value_range), min_group)
 
 

@@ -63,7 +63,7 @@ def yaw_ratio(landmarks: Sequence[tuple[float, float]] | None) -> float | None:
     """How far the nose sits from the eyes' midpoint, in eye distances (0 = frontal); None without landmarks."""
     if not landmarks or len(landmarks) < 3:
         return None
-    (lx, ly), (rx, ry), (nx, ny) = landmarks[0], landmarks[1], landmarks[2]
+    (lx, ly), (rx, ry), (nx, _) = landmarks[0], landmarks[1], landmarks[2]
     eye = float(np.hypot(rx - lx, ry - ly))
     if eye <= 1e-6:
         return float("inf")

@@ -12,9 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Sequence
 
 from ..errors import FacemtlError  # noqa: E402
-from . import audit, batch, evaluate, explain, export, predict, serve, train
+from . import audit, batch, calibrate, evaluate, explain, export, predict, serve, train
 
-COMMANDS = (predict, batch, train, evaluate, audit, explain, export, serve)
+COMMANDS = (predict, batch, train, evaluate, calibrate, audit, explain, export, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,6 +66,11 @@ def add_analyzer_args(p: argparse.ArgumentParser) -> None:
                    help="refuse images with more pixels than this (default: %(default)s)")
     p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
                    help="average each face with its mirror image (default: on)")
+    p.add_argument("--age-interval", type=float, default=0.9, metavar="LEVEL",
+                   help="level of the age interval (age_low, age_high), in (0, 1) (default: %(default)s)")
+    p.add_argument("--min-quality", choices=("low", "ok"), default="low",
+                   help="low: keep every face, doubtful ones flagged quality=low with reasons; ok: drop them "
+                        "(default: %(default)s)")
 
 
 def model_device(args: argparse.Namespace) -> str:
@@ -87,7 +92,8 @@ def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
                                         threads=args.threads, detector_options=det_opts, min_face=args.min_face,
                                         max_faces=args.max_faces, largest_only=args.largest_only,
                                         batch_size=args.batch_size, keep_image=keep_image, flip_tta=args.flip_tta,
-                                        max_pixels=args.max_pixels)
+                                        max_pixels=args.max_pixels, age_interval=args.age_interval,
+                                        min_quality=args.min_quality)
 
 
 def link_problem(path: str | Path) -> str | None:
@@ -207,7 +213,9 @@ def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
     return out
 
 
-EVAL_HELP = {"model": "checkpoint (default: the model shipped with facemtl)", "utkface": "UTKFace folder",
+EVAL_HELP = {"age_interval": "level of the age intervals whose coverage is measured, in (0, 1)",
+             "model": "bundled name (default, default-pytorch), .onnx or .pt (default: the bundled model)",
+             "utkface": "UTKFace folder",
              "fer2013": "FER2013 folder or fer2013.csv", "manifest": "CSV manifest (path + labels)",
              "limit": "at most this many images per source (with --split val: taken from the checkpoint's own "
                       "validation split)",

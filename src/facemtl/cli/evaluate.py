@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics(report["metrics"]))
     print()
     print(format_fairness(report["fairness"], detail=False))
+    if "calibration" in report:
+        from ..evaluate.calibration_report import format_calibration
+
+        print()
+        print(format_calibration(report["calibration"]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))

@@ -84,9 +84,12 @@ def _row(face) -> str:
     parts = [f"box=({', '.join(f'{v:.0f}' for v in face.box.xyxy)})", f"score={face.score:.2f}"]
     for name, pred in face.attributes.items():
         if name == "age":
-            parts.append(f"age={pred.value:.1f} ({pred.label})")
+            span = f" [{pred.low:.0f}-{pred.high:.0f}]" if pred.low is not None and pred.high is not None else ""
+            parts.append(f"age={pred.value:.1f}{span} ({pred.label})")
         else:
             parts.append(f"{name}={pred.label} ({pred.value:.0%})")
+    if face.quality != "ok":
+        parts.append(f"quality={face.quality} ({', '.join(face.quality_reasons)})")
     return "  ".join(parts)
 
 

@@ -68,10 +68,13 @@ class EvaluateConfig:
     flip_tta: bool = True
     keep_samples: bool = False
     group_keys: tuple[str, ...] = DEFAULT_GROUP_KEYS
+    age_interval: float = 0.9
 
     def __post_init__(self) -> None:
+        from ..calibration import check_level
         from ..errors import unknown_name
 
+        self.age_interval = check_level(self.age_interval)
         if self.split not in SPLITS:
             raise unknown_name("split", self.split, SPLITS)
         self.manifest = tuple(self.manifest or ())
@@ -166,7 +169,8 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
 
 
 def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: list[Record],
-                   progress: Callable[[int, int], None] | None) -> tuple[list[int], dict[str, Any], Counter]:
+                   progress: Callable[[int, int], None] | None, level: float = 0.9
+                   ) -> tuple[list[int], dict[str, Any], Counter, tuple[np.ndarray, np.ndarray] | None]:
     """Photo path: exactly what ``facemtl predict --detector NAME`` does (a FaceAnalyzer around the model already
     loaded); the largest face of each image is the labelled one. Returns (indices of the records with a face,
     {task: (values, probs)}, failure counts)."""
@@ -177,7 +181,7 @@ def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], record
     geometry, framing = crop_settings(meta["preprocess"])
     analyzer = FaceAnalyzer(model, create_detector(cfg.detector), int(meta["preprocess"]["input_size"]), geometry,
                             options=AnalyzerOptions(largest_only=True, batch_size=cfg.batch_size,
-                                                    flip_tta=cfg.flip_tta), framing=framing)
+                                                    flip_tta=cfg.flip_tta, age_interval=level), framing=framing)
     kept: list[int] = []
     faces: list[Any] = []
     failed: Counter = Counter()
@@ -199,7 +203,10 @@ def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], record
             out[spec.name] = (probs.argmax(1).astype(float) if len(faces) else np.zeros(0), probs)
         else:
             out[spec.name] = (np.array([f[spec.name].value for f in faces], dtype=float), None)
-    return kept, out, failed
+    intervals = None
+    if faces and "age" in faces[0] and faces[0]["age"].low is not None:
+        intervals = (np.array([f["age"].low for f in faces], float), np.array([f["age"].high for f in faces], float))
+    return kept, out, failed, intervals
 
 
 def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
@@ -220,17 +227,10 @@ def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> 
             "mean_years_outside": float(np.where(np.isfinite(dist), dist, 0).mean())}
 
 
-def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run the model over the chosen split; returns a JSON-serialisable report, pooled and per source.
-
-    Example:
-        >>> report = evaluate(EvaluateConfig(utkface="data/utkface", fer2013="data/fer2013"))
-        >>> report["metrics"]["age"]["mae"], report["by_source"]["fer2013"]["emotion"]["accuracy"]
-    """
-    from ..models.load import load_model
-
-    model, file = load_model(cfg.model, device=cfg.device, threads=cfg.threads)  # default: the bundled model
-    path, meta = str(file), model.metadata
+def held_out_records(cfg: EvaluateConfig, meta: dict[str, Any]) -> tuple[list[Record], dict, tuple[int, float, Any]]:
+    """The records of ``cfg.split`` exactly as the checkpoint's own training split them (seed, val fractions and
+    training ``--limit`` from its ``train_config``); returns (records, counts, (seed, val_fraction,
+    source_val_fraction))."""
     tcfg = meta.get("train_config") or {}
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
@@ -247,15 +247,42 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         records = _limit_per_source(_select(records, cfg.split), cfg.limit)
     if not records:
         raise DatasetError(f"no labelled images in split {cfg.split!r}; try --split all")
+    return records, counts, (seed, vf, svf)
+
+
+def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the model over the chosen split; returns a JSON-serialisable report, pooled and per source.
+
+    Example:
+        >>> report = evaluate(EvaluateConfig(utkface="data/utkface", fer2013="data/fer2013"))
+        >>> report["metrics"]["age"]["mae"], report["by_source"]["fer2013"]["emotion"]["accuracy"]
+    """
+    from ..models.load import load_model
+
+    model, file = load_model(cfg.model, device=cfg.device, threads=cfg.threads)  # default: the bundled model
+    path, meta = str(file), model.metadata
+    records, counts, (seed, vf, svf) = held_out_records(cfg, meta)
+    from ..calibration import Calibration, check_level
+
+    level = check_level(cfg.age_interval)
+    calibration = Calibration.from_dict(meta.get("calibration"))
     specs = list(model.tasks)
+    raw_probs: dict[str, np.ndarray] = {}  # uncalibrated softmax, for the before/after figures
+    intervals: tuple[np.ndarray, np.ndarray] | None = None
     if cfg.detector in (None, "", "none"):
         kept, raw, failed = _crop_path(cfg, model, meta, records, progress)
         decoded = {}
         for spec in specs:
             values, probs = spec.decode_raw(raw[spec.name]) if kept else (np.zeros(0), None)
+            if spec.kind == "classification" and probs is not None:
+                raw_probs[spec.name] = probs
+                if calibration is not None and spec.name in calibration.temperatures:
+                    probs = calibration.probabilities(spec.name, raw[spec.name])
+            if spec.name == "age" and calibration is not None and calibration.age is not None and kept:
+                intervals = calibration.age.intervals(np.asarray(values, float), level)
             decoded[spec.name] = (values, probs if spec.kind == "classification" else None)
     else:
-        kept, decoded, failed = _detector_path(cfg, model, meta, records, progress)
+        kept, decoded, failed, intervals = _detector_path(cfg, model, meta, records, progress, level)
     if not kept:
         raise FacemtlError("no image could be read" if not failed or "unreadable" in failed and len(failed) == 1
                            else f"no face in any image: {dict(failed)}")
@@ -287,6 +314,12 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
         "by_source": by_source,
         "fairness": fairness,
     }
+    if calibration is not None:
+        from .calibration_report import calibration_report
+
+        kept_raw = {k: v for k, v in raw_probs.items()}
+        out["calibration"] = calibration_report(ok, targets, all_probs, kept_raw, intervals, level,
+                                                calibration, cfg.bootstrap)
     if cfg.keep_samples:
         out["samples"] = _samples(ok, specs, fair_records, all_probs)
     return out
