@@ -147,6 +147,56 @@ def test_body_timeout_is_408_json(analyzer):
     assert head.startswith(b"HTTP/1.1 408") and b"0.5 s" in body and b'"error"' in body
 
 
+def _flood_request(k: int, addr: tuple[str, int]) -> str:
+    """One hostile request on a new connection (oversized by Content-Length, or junk) -> its status code."""
+    junk = bytes((k * 7 + i) % 256 for i in range(8192))
+    head = "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n"
+    multipart = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n\r\n' + junk  # unclosed
+    raw = [head.format("/predict", "image/jpeg", 50 * 2**20).encode() + junk,
+           head.format("/predict/batch", "multipart/form-data; boundary=b", 200 * 2**20).encode() + junk,
+           head.format("/predict", "image/jpeg", len(junk)).encode() + junk,
+           head.format("/predict", "multipart/form-data; boundary=b", len(multipart)).encode() + multipart,
+           head.format("/predict", "application/json", 300).encode() + b'{"image_base64": [' * 15 + b"!" * 30][k % 5]
+    try:
+        with socket.create_connection(addr, timeout=5) as sock:
+            sock.sendall(raw)
+            line = sock.recv(4096).split(b"\r\n", 1)[0].split()
+    except OSError:
+        return "reset"  # the server answered from the headers and closed while the junk was still coming
+    return line[1].decode() if len(line) >= 2 else "reset"
+
+
+def test_a_flood_of_oversized_and_junk_bodies_leaves_good_requests_served(analyzer, jpeg):
+    """200 hostile requests, 32 at a time, while a good client runs: each hostile one gets its 4xx (or 503), never
+    a 500; the good client keeps getting answers, 200 or 503 only; nothing is left in work afterwards."""
+    app = create_app(analyzer, max_concurrency=4, body_timeout=2)
+    with serving(app) as addr:
+        stop, good = threading.Event(), []
+
+        def good_client() -> None:
+            with httpx.Client(base_url=f"http://{addr[0]}:{addr[1]}", trust_env=False, timeout=10) as http:
+                while not stop.is_set():
+                    good.append(http.post("/predict", files={"file": ("g.jpg", jpeg, "image/jpeg")}).status_code)
+
+        t0 = time.monotonic()
+        thread = threading.Thread(target=good_client, daemon=True)
+        thread.start()
+        try:
+            with ThreadPoolExecutor(32) as pool:
+                answers = list(pool.map(_flood_request, range(200), [addr] * 200))
+        finally:
+            stop.set()
+            thread.join(timeout=15)
+        assert time.monotonic() - t0 < 30
+        assert set(answers) <= {"400", "413", "415", "422", "503", "reset"}, sorted(set(answers))
+        assert answers.count("413") >= 40 and answers.count("400") >= 40, sorted(set(answers))
+        assert good and set(good) <= {200, 503} and good.count(200) >= 1, good
+        with httpx.Client(base_url=f"http://{addr[0]}:{addr[1]}", trust_env=False, timeout=10) as http:
+            r = http.post("/predict", files={"file": ("after.jpg", jpeg, "image/jpeg")})
+            assert r.status_code == 200 and len(r.json()["faces"]) == 2
+            assert http.get("/health").json()["active"] == 0
+
+
 # -- 4. bytes per batch, pixels in flight ----------------------------------------------------------------
 
 

@@ -55,6 +55,26 @@ class OutputLockedError(OutputError):
     """An output another ``facemtl batch`` process is writing right now (it holds ``<out>.lock``)."""
 
 
+def without_traceback(exc: BaseException) -> BaseException:
+    """``exc``, and the errors chained to it, with their tracebacks dropped; type, message and chain stay.
+
+    For an error kept to be raised or reported later (a batch item's failure). A traceback holds every frame it
+    went through, and each frame its locals (the image being decoded, the caller's frame): kept on a result, or
+    raised again from a frame that also refers to it, it makes a reference cycle that holds those images until
+    the cyclic garbage collector happens to run.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
+    return exc
+
+
 def unknown_name(kind: str, value: object, valid: Iterable[str]) -> UnknownNameError:
     """Build the standard "unknown <kind> 'x'; valid: ... (did you mean ...?)" error."""
     valid = sorted(valid)

@@ -24,6 +24,7 @@ _STRIDES = (8, 16, 32)
 _ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))  # pixels of the network input
 _VARIANCE = (0.1, 0.2)
 _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+_ANCHOR_CACHE_SIZES = 16  # input sizes whose priors are kept (at most ~270 KB each, at 640x640)
 
 
 def _anchors(width: int, height: int) -> np.ndarray:
@@ -99,12 +100,14 @@ class RetinaFaceDetector:
         return to_detections(boxes[kept], scores[kept], landmarks[kept], image.shape[:2], factor)
 
     def _priors(self, width: int, height: int) -> np.ndarray:
-        key = (width, height)
-        if key not in self._anchor_cache:
-            if len(self._anchor_cache) > 16:  # bounded: video frames share one size, folders a few
+        # Bounded (video frames share one size, folders a few) and safe when several threads detect at once: a
+        # cache another thread cleared between the check and the read cannot raise KeyError.
+        priors = self._anchor_cache.get((width, height))
+        if priors is None:
+            if len(self._anchor_cache) >= _ANCHOR_CACHE_SIZES:
                 self._anchor_cache.clear()
-            self._anchor_cache[key] = _anchors(width, height)
-        return self._anchor_cache[key]
+            priors = self._anchor_cache[(width, height)] = _anchors(width, height)
+        return priors
 
     def __repr__(self) -> str:
         return (

@@ -104,6 +104,8 @@ class InferenceWorker:
             log.exception("inference failed for a batch of %d image(s)", len(live))
             for _k, _p, fut in live:
                 fut.set_exception(exc)
+            # exc's traceback holds this frame: its locals must not hold the futures and images (a reference cycle)
+            items = live = _p = fut = None  # type: ignore[assignment]
             return
         self.batches_run += 1
         self.images_done += len(live)
