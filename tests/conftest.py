@@ -140,6 +140,19 @@ def tiny_dataset(tmp_path: Path) -> TinyDataset:
     return TinyDataset(tmp_path, utk, fer, labels)
 
 
+def calibrated_copy(ckpt: str | Path, out: str | Path) -> Path:
+    """A copy of a (tiny) checkpoint with a stored calibration: temperatures for the three classification heads
+    and conformal age intervals fitted on synthetic ages (predicted = true + N(0, 6) years)."""
+    from facemtl.calibration import Calibration, fit_age_intervals
+    from facemtl.evaluate.calibrate import write_calibrated
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0, 90, 600)
+    ages = fit_age_intervals(true, true + rng.normal(0, 6, 600), min_group=50)
+    cal = Calibration({"gender": 1.5, "emotion": 0.8, "ethnicity": 2.0}, ages, {"images": 600, "part": "synthetic"})
+    return write_calibrated(ckpt, out, cal)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_crop_cache(tmp_path_factory):
     """Framed-crop caches of the tests go to a temporary folder, never into the user's ~/.cache/facemtl."""

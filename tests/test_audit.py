@@ -6,7 +6,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
-from conftest import draw_face
+from conftest import calibrated_copy, draw_face
 from PIL import Image
 
 from facemtl.cli.__main__ import main
@@ -109,6 +109,7 @@ def test_audit_prints_groups_gaps_and_summary_and_writes_files(audit_data, tmp_p
     doc = Doc()
     doc.feed(html)
     assert "fairness" in doc.ids and "data" in doc.ids and "gallery" not in doc.ids
+    assert "age-coverage" not in doc.ids and "interval coverage" not in text  # this model stores no calibration
     assert data["summary"]["gender"] in " ".join(doc.text)
     assert "<script" not in html.lower() and "src=\"http" not in html
     gender_html = html[html.index("gender — accuracy"):]
@@ -200,3 +201,97 @@ def test_limit_with_val_split_stays_inside_the_checkpoints_val_split(audit_data)
                                   batch_size=16, keep_samples=True))
     paths = [s["path"] for s in rep["samples"]]
     assert len(paths) == 3 and set(paths) <= val
+
+
+def test_audit_of_a_calibrated_model_shows_age_interval_coverage_per_group(audit_data, tmp_path, capsys):
+    """After the fairness summary: how often the age interval holds the true age per ethnicity x gender group
+    (the evaluation half); the same numbers in fairness.json (its "calibration") and in audit.html."""
+    from html.parser import HTMLParser
+
+    ckpt = calibrated_copy(audit_data["ckpt"], tmp_path / "calibrated.pt")
+    out, js = tmp_path / "out", tmp_path / "audit.json"
+    assert main(["audit", "--model", str(ckpt), "--utkface", audit_data["utk"], "--split", "all", "--batch-size",
+                 "16", "--threads", "1", "--min-count", "3", "--bootstrap", "50", "--out", str(out),
+                 "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    data = json.loads((out / "fairness.json").read_text())
+    assert set(data) == {"model", "data", "fairness", "summary", "calibration"}
+    assert json.loads(js.read_text()) == data
+    cal = data["calibration"]
+    groups = {k: v for k, v in cal["age_by_group"].items() if v["n"]}
+    assert len(groups) >= 4 and cal["level"] == 0.9 and cal["by_source"]["utkface"]["age"]["n"] == cal["n"]
+
+    # printed after the fairness summary, one line a group with its coverage, CI, mean width and n
+    head = "age 90% interval coverage by ethnicity x gender"
+    assert text.index(head) > text.rindex("  summary: ")
+    lines = text[text.index(head):].splitlines()
+    assert "target >= 85% in every group of at least 100 faces" in lines[0]
+    for name, g in groups.items():
+        line = next(ln for ln in lines[1:] if ln.strip().startswith(name + " "))
+        assert f"{100 * g['coverage']:.1f}%" in line and f"mean width {g['mean_width']:.1f} y" in line
+        assert f"n={g['n']}" in line and "few: not held to the target" in line  # all under 100 faces
+        if g["coverage_ci"]:
+            assert f"[{100 * g['coverage_ci'][0]:.1f}%, {100 * g['coverage_ci'][1]:.1f}%]" in line
+
+    # audit.html: the same table, a row per ethnicity x gender group
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[list[str]] = []
+            self.inside = False
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.inside = "coverage-groups" in (dict(attrs).get("class") or "")
+            elif tag == "tr" and self.inside:
+                self.rows.append([])
+            elif tag == "td" and self.inside:
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag == "td" and self.cell is not None:
+                self.rows[-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, d):
+            if self.cell is not None:
+                self.cell.append(d)
+
+    page = (out / "audit.html").read_text(encoding="utf-8")
+    section = page[page.index('id="age-coverage"'):]
+    section = section[:section.index("</section>")]
+    parser = Rows()
+    parser.feed(section)
+    rows = {r[0]: r for r in parser.rows if r}
+    assert len(rows) == 10 and 'href="#age-coverage"' in page
+    for name, g in groups.items():
+        assert rows[name][1:3] == [str(g["n"]), f"{100 * g['coverage']:.1f}%"]
+        assert rows[name][4] == f"{g['mean_width']:.1f}" and rows[name][6].startswith("few")
+    assert all("no faces" in r[2] for name, r in rows.items() if name not in groups)
+
+    # another level: measured at that level, no verdict against the 90% targets
+    assert main(["audit", "--model", str(ckpt), "--utkface", audit_data["utk"], "--split", "all", "--bootstrap", "0",
+                 "--threads", "1", "--age-interval", "0.8"]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if ln.startswith("age 80% interval coverage by ethnicity x gender"))
+    assert "target" not in line and "(no CI)" in text
+
+
+def test_format_age_coverage_verdicts() -> None:
+    from facemtl.evaluate.calibration_report import format_age_coverage
+
+    section = {"level": 0.9, "measured_on": "the evaluation half", "n": 400, "age_by_group": {
+        "white & male": {"n": 150, "coverage": 0.913, "coverage_ci": [0.87, 0.95], "mean_width": 12.34,
+                         "held_to_target": True},
+        "asian & female": {"n": 120, "coverage": 0.8, "coverage_ci": [0.72, 0.87], "mean_width": 10.0,
+                           "held_to_target": True},
+        "others & male": {"n": 7, "coverage": 0.571, "coverage_ci": None, "mean_width": 20.86,
+                          "held_to_target": False}}}
+    lines = format_age_coverage(section).splitlines()
+    assert "(400 images); target >= 85% in every group of at least 100 faces" in lines[0]
+    white, asian, others = lines[1:]
+    assert white.split()[3:5] == ["91.3%", "[87.0%,"] and white.endswith("n=150  meets the target")
+    assert "mean width 10.0 y" in asian and asian.endswith("below the target")
+    assert "57.1% (no CI)" in others and others.endswith("n=7  few: not held to the target")
+    assert format_age_coverage({**section, "age_by_group": {}}).endswith("age, ethnicity and gender labels)")

@@ -166,6 +166,8 @@ def test_calibration_survives_the_checkpoint_and_onnx_round_trip(tmp_path, fake_
         assert age.low is not None and age.low <= age.value <= age.high and age.level == 0.8
         results.append(res.faces[0])
     assert results[0]["age"].low == pytest.approx(results[1]["age"].low, abs=1e-2)  # both backends agree
+    exported = export_onnx(out_pt, tmp_path / "exported.onnx")  # exporting a calibrated checkpoint keeps it
+    assert Calibration.from_dict(load_model(exported)[0].metadata["calibration"]) == cal
     with pytest.raises(Exception, match="format"):
         write_calibrated(ckpt, tmp_path / "x.onnx", cal)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import UTK_LABELS, draw_face
+from conftest import UTK_LABELS, calibrated_copy, draw_face
 from PIL import Image
 
 from facemtl.cli.__main__ import main
@@ -183,3 +184,172 @@ def test_cli_report_flag(tiny_report, tmp_path, capsys):
     assert "samples" not in json.loads(js.read_text())  # --json files do not grow
     assert len(json.loads((out / "report.json").read_text())["samples"]) == 8
     assert _parse(out / "index.html").count("figure", "card") > 0
+
+
+# -- the calibration section of a calibrated model ----------------------------------------------------------
+
+# (age, gender, race): 7 of these 12 file names fall in the evaluation half (5 ethnicity x gender groups)
+CAL_LABELS = [(25, 0, 0)] * 3 + [(30, 1, 0)] * 3 + [(45, 0, 1)] * 3 + [(65, 1, 1)] * 2 + [(8, 1, 2)]
+
+
+class _Tables(HTMLParser):
+    """The text of every cell, row by row, of each <table> with a class: {class: [[cell, ...], ...]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._cls: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._cls = dict(attrs).get("class") or None
+            if self._cls:
+                self.tables[self._cls] = []
+        elif tag == "tr" and self._cls:
+            self.tables[self._cls].append([])
+        elif tag in ("td", "th") and self._cls:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._cls = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self._cls][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _section_html(html_text: str, sid: str) -> str:
+    start = html_text.index(f'id="{sid}"')
+    return html_text[start:html_text.index("</section>", start)]
+
+
+def _tables(fragment: str) -> dict[str, dict[str, list[str]]]:
+    """{table class: {first cell (or "first | second" for the ECE table): row cells}} without the header."""
+    p = _Tables()
+    p.feed(fragment)
+    out = {}
+    for cls, rows in p.tables.items():
+        key = (lambda r: f"{r[0]} | {r[1]}") if cls == "ece-sources" else (lambda r: r[0])
+        out[cls] = {key(r): r for r in rows[1:]}
+    return out
+
+
+def _pc(v) -> str:
+    return f"{100 * v:.1f}%"
+
+
+@pytest.fixture(scope="module")
+def calibrated_report(tiny_report):
+    """evaluate() of the tiny model with a stored calibration (synthetic age intervals, three temperatures) on
+    12 UTKFace-named images and the 5 FER2013 images."""
+    root = tiny_report["root"]
+    utk = root / "utkface_cal"
+    utk.mkdir()
+    for i, (age, gender, race) in enumerate(CAL_LABELS):
+        Image.fromarray(draw_face(64, seed=20 + i, tone=110 + 10 * i)).save(
+            utk / f"{age}_{gender}_{race}_2017011617452{i:04d}.jpg.chip.jpg", quality=90)
+    ckpt = calibrated_copy(tiny_report["ckpt"], root / "tiny_calibrated.pt")
+    rep = evaluate(EvaluateConfig(model=str(ckpt), utkface=str(utk), fer2013=str(tiny_report["fer"]), split="all",
+                                  bootstrap=50, fairness_min_count=1, keep_samples=True, batch_size=8))
+    return {"report": rep, "ckpt": ckpt, "utk": utk}
+
+
+def test_calibration_section_shows_the_measured_numbers(calibrated_report, tmp_path):
+    from facemtl.evaluate.calibration_report import format_calibration
+
+    rep = calibrated_report["report"]
+    cal = rep["calibration"]
+    groups = {k: v for k, v in cal["age_by_group"].items() if v["n"]}
+    assert set(cal["by_source"]) == {"utkface", "fer2013"} and len(groups) >= 4  # the fixture is what we think
+    index = write_report(rep, tmp_path)
+    html_text = index.read_text(encoding="utf-8")
+    section = _section_html(html_text, "calibration")
+    tables = _tables(section)
+    assert cal["measured_on"] in section and "gender T=1.50, emotion T=0.80, ethnicity T=2.00" in section
+
+    # age interval per source: faces, coverage, its bootstrap CI, mean and median width
+    a = cal["by_source"]["utkface"]["age"]
+    row = tables["coverage-sources"]["utkface"]
+    assert row[1:6] == [str(a["n"]), _pc(a["coverage"]), f"{_pc(a['coverage_ci'][0])} – {_pc(a['coverage_ci'][1])}",
+                        f"{a['mean_width']:.1f}", f"{a['median_width']:.1f}"]
+    assert row[6].startswith("few")  # 7 faces: listed, not held to the 88-93% target
+    assert "fer2013" in tables["coverage-sources"] and "no age labels" in tables["coverage-sources"]["fer2013"][2]
+
+    # per ethnicity x gender: every measured group with its numbers, "few" under 100 faces; empty groups say so
+    by_group = tables["coverage-groups"]
+    assert len(by_group) == 10  # 5 ethnicities x 2 genders
+    for name, g in groups.items():
+        r = by_group[name]
+        ci = f"{_pc(g['coverage_ci'][0])} – {_pc(g['coverage_ci'][1])}" if g["coverage_ci"] else "n/a"
+        assert r[1:5] == [str(g["n"]), _pc(g["coverage"]), ci, f"{g['mean_width']:.1f}"]
+        assert not g["held_to_target"] and r[6].startswith("few")
+    empty = [r for name, r in by_group.items() if name not in groups]
+    assert empty and all(r[1] == "0" and "no faces" in r[2] and "%" not in "".join(r) for r in empty)
+
+    # ECE per source and head, before -> after, with the temperature
+    ece = tables["ece-sources"]
+    expected = {f"{src} | {task}": e for src, b in cal["by_source"].items() for task, e in b.get("ece", {}).items()}
+    assert set(ece) == set(expected) and "fer2013 | emotion" in ece and "utkface | gender" in ece
+    for key, e in expected.items():
+        assert ece[key][2:6] == [str(e["n"]), _pc(e["before"]), _pc(e["after"]),
+                                 f"{cal['temperatures'][key.split(' | ')[1]]:.2f}"]
+
+    # every percentage `facemtl evaluate` prints for the calibration is in the section too
+    text = " ".join(_fragment_text(section).split())
+    for pct in re.findall(r"\d+\.\d%", format_calibration(cal)):
+        assert pct in text
+
+    # the reliability diagrams are the metrics' own (one per head), titled after calibration, in this section
+    doc = _parse(index)
+    assert doc.count("svg", "reliability") == 3 and section.count('class="chart reliability"') == 3
+    for task in ("gender", "emotion", "ethnicity"):
+        assert f'aria-label="{task}: after calibration (ECE {_pc(rep["metrics"][task]["ece"])})"' in section
+    assert "Reliability diagrams after calibration" in section and "all evaluated images" in section
+    assert "<script" not in html_text.lower() and 'src="http' not in html_text and "<link" not in html_text
+
+    back = json.loads((tmp_path / "report.json").read_text())
+    assert back["calibration"] == json.loads(json.dumps(cal))
+
+
+def _fragment_text(fragment: str) -> str:
+    d = _Doc()
+    d.feed(fragment)
+    return d.all_text
+
+
+def test_calibration_section_verdicts_against_the_targets(calibrated_report, tmp_path):
+    from facemtl.evaluate.report import render_html
+
+    rep = copy.deepcopy(calibrated_report["report"])
+    cal = rep["calibration"]
+    cal["by_source"]["utkface"]["age"].update(n=400, coverage=0.9, coverage_ci=[0.87, 0.93])
+    cal["by_source"]["fer2013"]["ece"]["emotion"].update(n=300, after=0.02, before=0.11)
+    cal["by_source"]["utkface"]["ece"]["gender"].update(n=400, after=0.05)
+    first, second = [k for k, v in cal["age_by_group"].items() if v["n"]][:2]
+    cal["age_by_group"][first].update(n=150, coverage=0.86, held_to_target=True)
+    cal["age_by_group"][second].update(n=120, coverage=0.8, held_to_target=True)
+    tables = _tables(_section_html(render_html(rep), "calibration"))
+    assert tables["coverage-sources"]["utkface"][2:4] == ["90.0%", "87.0% – 93.0%"]
+    assert tables["coverage-sources"]["utkface"][6] == "met"
+    assert tables["ece-sources"]["fer2013 | emotion"][3:5] == ["11.0%", "2.0%"]
+    assert tables["ece-sources"]["fer2013 | emotion"][6] == "met"
+    assert tables["ece-sources"]["utkface | gender"][6] == "not met"
+    assert tables["coverage-groups"][first][1:3] == ["150", "86.0%"] and tables["coverage-groups"][first][6] == "met"
+    assert tables["coverage-groups"][second][6] == "not met"
+    # the targets are stated for the 90% interval only
+    cal["level"] = 0.8
+    tables = _tables(_section_html(render_html(rep), "calibration"))
+    assert tables["coverage-sources"]["utkface"][6] == "no target at this level"
+    assert tables["coverage-groups"][first][6] == "no target at this level"
+
+
+def test_uncalibrated_model_has_no_calibration_tables(tiny_report, tmp_path):
+    assert "calibration" not in tiny_report["report"]
+    section = _section_html(write_report(tiny_report["report"], tmp_path).read_text(), "calibration")
+    assert "stores no calibration" in section and "<table" not in section and "after calibration" not in section
+    assert section.count('class="chart reliability"') == 3

@@ -1,7 +1,8 @@
 """facemtl audit [--model CKPT] [--utkface DIR] [--fer2013 DIR_OR_CSV] [--manifest CSV] [--split val|all]
 [--by ATTRS] [--min-count N] [--bootstrap N] [--out DIR] [--json FILE] : the fairness audit on its own: the
 headline metric per group (each attribute and each crossing) with n and bootstrap CIs, worst/best group and
-gap per task, and a plain-language summary."""
+gap per task, and a plain-language summary; for a calibrated model, the age interval coverage per ethnicity x
+gender group (measured on the evaluation half of the held-out images)."""
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "for age) across groups: each of ethnicity, gender and age band and their "
                                    "crossings, with counts and bootstrap confidence intervals; per task the worst "
                                    "and best group, the gap and a plain-language summary. Groups smaller than "
-                                   "--min-count are listed as too few and not compared.")
+                                   "--min-count are listed as too few and not compared. For a calibrated model, "
+                                   "also how often the age interval contains the true age per ethnicity x gender "
+                                   "group.")
     add_eval_args(p, skip=("keep_samples",))
-    p.add_argument("--out", metavar="DIR", help="also write fairness.csv, fairness.json and audit.html (a "
+    p.add_argument("--out", metavar="DIR", help="also write fairness.csv, fairness.json (with the calibration "
+                                                "measurements of a calibrated model) and audit.html (a "
                                                 "self-contained page) into this folder")
     p.add_argument("--json", metavar="FILE", help="also write the audit as JSON (as fairness.json) to this file")
     p.set_defaults(func=run)
@@ -49,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
                            f"label and a group label ({', '.join(cfg.group_keys)}). {_NO_GROUPS}")
     print_eval_header(report)
     print(format_fairness(fair))
+    if report.get("calibration") is not None:
+        from ..evaluate.calibration_report import format_age_coverage
+
+        print()
+        print(format_age_coverage(report["calibration"]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(audit_data(report), indent=1, allow_nan=False))

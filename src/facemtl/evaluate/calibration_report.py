@@ -17,9 +17,21 @@ from ..calibration import Calibration, calibration_half
 from ..tasks import get_task
 from .metrics import expected_calibration_error
 
-__all__ = ["calibration_report", "format_calibration", "GROUP_MIN"]
+__all__ = ["calibration_report", "format_calibration", "format_age_coverage", "age_targets", "GROUP_MIN",
+           "ECE_TARGET"]
 
 GROUP_MIN = 100  # groups with fewer faces are listed, not held to the coverage target
+ECE_TARGET = 0.03  # the issue's target for every classification head on every source, after calibration
+_TARGETS = {0.9: ((0.88, 0.93), 0.85)}  # level: (coverage band per source, floor per group); stated for 90% only
+
+
+def age_targets(level: float) -> tuple[tuple[float, float], float] | None:
+    """The coverage targets of an interval ``level``: ((low, high) per source, minimum per group of at least
+    :data:`GROUP_MIN` faces), or None for a level no target is stated for (only 90% has one)."""
+    for lvl, t in _TARGETS.items():
+        if abs(float(level) - lvl) < 1e-9:
+            return t
+    return None
 
 
 def _name(record: Any) -> str:
@@ -119,4 +131,33 @@ def format_calibration(section: Mapping[str, Any]) -> str:
         cells = [f"{k} {_pct(v['coverage'])} (n={v['n']}{'' if v['held_to_target'] else ', few'})"
                  for k, v in groups.items() if v.get("n")]
         lines.append("  age interval coverage by ethnicity x gender: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
+def format_age_coverage(section: Mapping[str, Any]) -> str:
+    """The age interval coverage per ethnicity x gender group of :func:`calibration_report`, one line a group
+    (``facemtl audit`` prints it after the fairness summary)."""
+    lvl = float(section["level"])
+    groups = {k: v for k, v in (section.get("age_by_group") or {}).items() if v.get("n")}
+    head = (f"age {lvl:.0%} interval coverage by ethnicity x gender, measured on {section['measured_on']} "
+            f"({section.get('n', 0)} images)")
+    if not groups:
+        return (head + ": none (the model stores no age intervals, or no evaluated image has age, ethnicity and "
+                "gender labels)")
+    t = age_targets(lvl)
+    head += (f"; target >= {t[1]:.0%} in every group of at least {GROUP_MIN} faces:" if t else
+             f"; groups of fewer than {GROUP_MIN} faces are marked few:")
+    width = max(len(k) for k in groups)
+    lines = [head]
+    for k, v in groups.items():
+        ci = v.get("coverage_ci")
+        ci_s = f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "(no CI)"
+        if not v.get("held_to_target"):
+            verdict = "few: not held to the target"
+        elif t:
+            verdict = "meets the target" if v["coverage"] >= t[1] else "below the target"
+        else:
+            verdict = ""
+        lines.append(f"  {k:<{width}}  {_pct(v['coverage']):>6} {ci_s:<17} mean width {v['mean_width']:.1f} y  "
+                     f"n={v['n']}" + (f"  {verdict}" if verdict else ""))
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tasks import get_task, list_tasks
+from .calibration_report import ECE_TARGET, GROUP_MIN, age_targets
 from .fairness import (
     DEFAULT_GROUP_KEYS,
     fairness_rows,
@@ -218,8 +219,8 @@ def _mae_band_chart(by_band: Mapping[str, Mapping[str, Any]]) -> str:
     return p.svg(xticks=[(i + 0.5, b) for i, b in enumerate(bands)])
 
 
-def _reliability_chart(task: str, bins: Sequence[Mapping[str, Any]], ece: Any) -> str:
-    p = _Plot(f"{task}: reliability (ECE {_fmt(ece, 'ece')})", (0, 1), (0, 1), "confidence (top probability)",
+def _reliability_chart(task: str, bins: Sequence[Mapping[str, Any]], ece: Any, stage: str = "reliability") -> str:
+    p = _Plot(f"{task}: {stage} (ECE {_fmt(ece, 'ece')})", (0, 1), (0, 1), "confidence (top probability)",
               "accuracy", kind="chart reliability")
     p.line(0, 0, 1, 1)
     for b in bins:
@@ -353,7 +354,120 @@ def _age_section(metrics: Mapping[str, Mapping[str, Any]], samples: Sequence[Map
     return _section("age", "Age", f'<div class="row">{"".join(charts)}</div>{extra}')
 
 
-def _calibration_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+def _pc(v: Any) -> str:
+    """A share as a percentage with one decimal (as ``facemtl evaluate`` prints it), "n/a" when missing."""
+    return _fmt(v, "ece")
+
+
+def _years(v: Any) -> str:
+    x = finite_number(v)
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def _cov_ci(block: Mapping[str, Any]) -> str:
+    ci = block.get("coverage_ci")
+    return f"{_pc(ci[0])} – {_pc(ci[1])}" if ci else "n/a"
+
+
+def _verdict(ok: bool, yes: str = "met", no: str = "not met") -> str:
+    return f'<span class="ok">{_e(yes)}</span>' if ok else f'<span class="bad">{_e(no)}</span>'
+
+
+def _few() -> str:
+    return (f'<span class="empty" title="fewer than {_e(GROUP_MIN)} faces: listed, not held to the target">'
+            f'few (n &lt; {_e(GROUP_MIN)})</span>')
+
+
+_FEW_NOTE = (f'<p class="small">A verdict against a target needs at least {GROUP_MIN} faces: smaller sources, '
+             'groups and heads are marked few (their numbers are shown, not held to the target).</p>')
+
+
+def _age_group_table(cal: Mapping[str, Any]) -> str:
+    """Age interval coverage per ethnicity x gender group (evaluation half), with the per-group target; groups
+    under :data:`GROUP_MIN` faces are marked "few" (listed, not held to the target); groups without a face say so."""
+    groups = cal.get("age_by_group") or {}
+    level = float(cal.get("level", 0.9))
+    if not groups:
+        return _note("no age interval coverage per group: the model stores no age intervals, or no image of the "
+                     "evaluation half has age, ethnicity and gender labels")
+    t = age_targets(level)
+    try:
+        grid = [f"{e} & {g}" for e in get_task("ethnicity").labels for g in get_task("gender").labels]
+    except Exception:  # noqa: BLE001 - a task set without these heads
+        grid = []
+    rows = []
+    for name in list(dict.fromkeys(grid + list(groups))):
+        b = groups.get(name) or {}
+        if not b.get("n"):
+            rows.append([_e(name), "0", '<span class="empty">no faces</span>', "n/a", "n/a", "n/a", ""])
+            continue
+        if not b.get("held_to_target"):
+            verdict = _few()
+        elif t:
+            verdict = _verdict(finite_number(b.get("coverage")) is not None and b["coverage"] >= t[1])
+        else:
+            verdict = '<span class="empty">no target at this level</span>'
+        rows.append([_e(name), _e(b["n"]), _e(_pc(b.get("coverage"))), _e(_cov_ci(b)), _e(_years(b.get("mean_width"))),
+                     _e(_years(b.get("median_width"))), verdict])
+    target = f"target ≥ {t[1]:.0%} (n ≥ {GROUP_MIN})" if t else "target"
+    return _table(["ethnicity & gender", "faces", "coverage", "95% CI", "mean width (years)", "median width (years)",
+                   target], rows, cls="coverage-groups")
+
+
+def _calibration_tables(cal: Mapping[str, Any]) -> str:
+    """The measured calibration (``report["calibration"]``): age interval per source, per group, ECE per head.
+    A verdict against the issue's targets needs :data:`GROUP_MIN` faces; fewer are marked "few"."""
+    level = float(cal.get("level", 0.9))
+    t = age_targets(level)
+    temps = cal.get("temperatures") or {}
+    fitted = cal.get("fitted_on") or {}
+    parts = [f'<p class="summary">Measured on {_e(cal.get("measured_on", "n/a"))}: {_e(cal.get("n", 0))} images. '
+             f'Age interval level {_e(f"{level:.0%}")}; temperatures '
+             + _e(", ".join(f"{k} T={float(v):.2f}" for k, v in temps.items()) or "none") + '.</p>']
+    if fitted:
+        parts.append('<p class="small">Fitted on: ' + _e("; ".join(
+            f"{k} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in fitted.items())) + "</p>")
+    parts.append(_FEW_NOTE)
+    rows, ece_rows = [], []
+    for src, b in (cal.get("by_source") or {}).items():
+        a = b.get("age") or {}
+        if a.get("n"):
+            cov = finite_number(a.get("coverage"))
+            if a["n"] < GROUP_MIN:
+                verdict = _few()
+            elif t:
+                verdict = _verdict(cov is not None and t[0][0] <= cov <= t[0][1])
+            else:
+                verdict = '<span class="empty">no target at this level</span>'
+            rows.append([_e(src), _e(a["n"]), _e(_pc(a.get("coverage"))), _e(_cov_ci(a)),
+                         _e(_years(a.get("mean_width"))), _e(_years(a.get("median_width"))), verdict])
+        elif "age" in b:
+            rows.append([_e(src), "0", '<span class="empty">no age labels</span>', "n/a", "n/a", "n/a", ""])
+        for task, e in (b.get("ece") or {}).items():
+            after = finite_number(e.get("after"))
+            ece_rows.append([_e(src), _e(task), _e(e.get("n", 0)),
+                             _e(_pc(e["before"])) if "before" in e else '<span class="empty">not measured</span>',
+                             _e(_pc(e.get("after"))), _e(f"{float(temps[task]):.2f}") if task in temps else
+                             '<span class="empty">none</span>',
+                             _few() if e.get("n", 0) < GROUP_MIN else _verdict(after is not None and after <= ECE_TARGET)])
+    parts.append(f"<h3>Age interval ({_e(f'{level:.0%}')}) per source</h3>")
+    band = f"target {t[0][0]:.0%}–{t[0][1]:.0%}" if t else "target"
+    parts.append(_table(["source", "faces", "coverage", "95% CI", "mean width (years)", "median width (years)", band],
+                        rows, cls="coverage-sources") if rows
+                 else _note("no age interval measured: the model stores no age intervals, or the evaluation half "
+                            "has no age labels"))
+    parts.append("<h3>Age interval coverage per ethnicity × gender</h3>" + _age_group_table(cal))
+    parts.append("<h3>ECE per source and head, before → after calibration</h3>"
+                 '<p class="small">Before: the plain softmax; after: with the stored temperature (the probabilities '
+                 'the model reports).</p>')
+    parts.append(_table(["source", "head", "faces", "ECE before", "ECE after", "temperature",
+                         f"target ≤ {ECE_TARGET:.0%}"], ece_rows, left=2, cls="ece-sources") if ece_rows
+                 else _note("no classification head has labels in the evaluation half: no ECE"))
+    return "".join(parts)
+
+
+def _calibration_section(metrics: Mapping[str, Mapping[str, Any]], cal: Mapping[str, Any] | None = None) -> str:
+    temps = (cal or {}).get("temperatures") or {}
     charts, notes = [], []
     for task, m in metrics.items():
         if _spec_kind(task, m) != "classification":
@@ -361,12 +475,24 @@ def _calibration_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
         if _no_labels(task, m):
             notes.append(_note(f"{task}: no labels, no calibration"))
         elif m.get("reliability"):
-            charts.append(_reliability_chart(task, m["reliability"], m.get("ece")))
+            stage = "after calibration" if task in temps else "reliability"
+            charts.append(_reliability_chart(task, m["reliability"], m.get("ece"), stage))
+            if cal is not None and task not in temps:
+                notes.append(_note(f"{task}: the model stores no temperature for this head: its diagram shows "
+                                   "the plain softmax"))
         else:
             notes.append(_note(f"{task}: no probabilities in the report, no reliability diagram"))
-    body = ('<p class="small">Bars: accuracy per confidence bin; red dots: mean confidence; a calibrated head '
-            'follows the diagonal. ECE = expected calibration error.</p>'
-            f'<div class="row">{"".join(charts)}</div>{"".join(notes)}')
+    body = ""
+    if cal is not None:
+        body += _calibration_tables(cal) + "<h3>Reliability diagrams after calibration</h3>"
+        intro = ('<p class="small">The probabilities the model reports, i.e. after temperature scaling, on all '
+                 'evaluated images (both halves; the ECE table above is on the evaluation half only). ')
+    else:
+        intro = ('<p class="small">This model stores no calibration: the probabilities are the plain softmax '
+                 '(facemtl calibrate fits one). ')
+    body += (intro + 'Bars: accuracy per confidence bin; red dots: mean confidence; a calibrated head '
+             'follows the diagonal. ECE = expected calibration error.</p>'
+             f'<div class="row">{"".join(charts)}</div>{"".join(notes)}')
     return _section("calibration", "Calibration", body)
 
 
@@ -553,7 +679,7 @@ def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] 
     metrics = report.get("metrics", {})
     sections = [
         _data_section(report), _metrics_section(metrics), _confusion_section(metrics), _age_section(metrics, samples),
-        _calibration_section(metrics), _fairness_section(report.get("fairness", {})),
+        _calibration_section(metrics, report.get("calibration")), _fairness_section(report.get("fairness", {})),
         _gallery_section(metrics, samples),
     ]
     nav = (("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), ("age", "Age"),
@@ -562,11 +688,26 @@ def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] 
                  "Numbers: report.json, metrics.csv, fairness.csv next to this file.")
 
 
+def _coverage_section(cal: Mapping[str, Any] | None) -> str:
+    """The audit's age interval coverage per ethnicity x gender group (empty when the model is not calibrated)."""
+    if cal is None:
+        return ""
+    level = float(cal.get("level", 0.9))
+    intro = (f'<p class="small">How often the {_e(f"{level:.0%}")} age interval contains the true age, per group, '
+             f'measured on {_e(cal.get("measured_on", "n/a"))} ({_e(cal.get("n", 0))} images); 95% bootstrap '
+             f'interval of the coverage. A verdict against the target needs at least {_e(GROUP_MIN)} faces: '
+             'smaller groups are marked few (their numbers are shown, not held to the target).</p>')
+    return _section("age-coverage", "Age interval coverage per group", intro + _age_group_table(cal))
+
+
 def render_audit_html(report: Mapping[str, Any]) -> str:
-    """The fairness audit as one self-contained HTML page: the data table and the fairness section."""
-    return _page("facemtl fairness audit", report, [_data_section(report), _fairness_section(report.get("fairness", {}))],
-                 (("data", "Data"), ("fairness", "Fairness")),
-                 "Numbers: fairness.json and fairness.csv next to this file.")
+    """The fairness audit as one self-contained HTML page: the data table, the fairness section and, for a
+    calibrated model, the age interval coverage per ethnicity x gender group."""
+    cal = report.get("calibration")
+    nav = [("data", "Data"), ("fairness", "Fairness")] + ([("age-coverage", "Age interval coverage")] if cal else [])
+    return _page("facemtl fairness audit", report,
+                 [_data_section(report), _fairness_section(report.get("fairness", {})), _coverage_section(cal)],
+                 nav, "Numbers: fairness.json and fairness.csv next to this file.")
 
 
 def _json_default(x: Any) -> Any:
@@ -632,21 +773,25 @@ def _write_fairness_csv(fair: Mapping[str, Any], path: Path) -> None:
 
 
 def audit_data(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The fairness audit as JSON-ready data: ``{"model", "data", "fairness", "summary": {task: sentence}}``."""
+    """The fairness audit as JSON-ready data: ``{"model", "data", "fairness", "summary": {task: sentence}}``,
+    plus ``"calibration"`` (``report["calibration"]``: age interval coverage per source and per ethnicity x
+    gender group, ECE per head) when the model is calibrated."""
     fair = report.get("fairness", {})
     keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
     alpha = float(fair.get("alpha", 0.05))
     summary = {t: fairness_sentence(t, tab, keys, alpha) for t, tab in fair.get("tasks", {}).items()}
-    return _clean({"model": report.get("model", {}), "data": report.get("data", {}), "fairness": fair,
-                   "summary": summary})
+    out = {"model": report.get("model", {}), "data": report.get("data", {}), "fairness": fair, "summary": summary}
+    if report.get("calibration") is not None:
+        out["calibration"] = report["calibration"]
+    return _clean(out)
 
 
 def write_audit(report: Mapping[str, Any], out_dir: str | Path) -> Path:
     """Write ``audit.html``, ``fairness.json`` (:func:`audit_data`) and ``fairness.csv`` into ``out_dir``.
 
     Args:
-        report: the dict of :func:`facemtl.evaluate.evaluate.evaluate` (only ``model``, ``data`` and
-            ``fairness`` are used).
+        report: the dict of :func:`facemtl.evaluate.evaluate.evaluate` (only ``model``, ``data``,
+            ``fairness`` and, when present, ``calibration`` are used).
         out_dir: folder, created if needed; existing files of the same names are replaced.
 
     Returns:

@@ -241,6 +241,8 @@ def export_onnx(model_or_checkpoint: MultiTaskNet | str | Path | None, path: str
         "source_checkpoint": source.name if source else None,
         "source_sha256": file_sha256(source) if source else None,
     }
+    if meta.get("calibration"):  # the checkpoint's temperatures and age intervals travel with the weights
+        props["calibration"] = meta["calibration"]
     if verify:
         report = verify_onnx(model, proto.SerializeToString(), atol=atol,
                              batch_sizes=(1, 3) if dynamic_batch else (1,), input_size=size)
