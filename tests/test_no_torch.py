@@ -145,6 +145,8 @@ def test_video_without_torch_matches_the_pytorch_backend(fp32_onnx, tmp_path):
         assert (a["frame"], a["track_id"], a["gender"], a["emotion"], a["ethnicity"]) == \
             (b["frame"], b["track_id"], b["gender"], b["emotion"], b["ethnicity"])
         assert float(a["age"]) == pytest.approx(float(b["age"]), abs=1e-2)
+        assert float(a["age_low"]) <= float(a["age"]) <= float(a["age_high"])  # smoothed intervals in video rows
+        assert float(a["age_low"]) == pytest.approx(float(b["age_low"]), abs=1e-2)
         assert float(a["emotion_prob"]) == pytest.approx(float(b["emotion_prob"]), abs=1e-3)
     info = probe(tmp_path / "out" / "clip_annotated.mp4")
     assert info["codec"] == "h264" and info["decoded"] == 10
