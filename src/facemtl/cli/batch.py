@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Parquet. Rerunning the same command resumes: files already in the output "
                                    "are skipped. One run at a time writes an output (it holds OUT.lock).",
                        epilog=EXIT_CODES)
-    p.add_argument("inputs", nargs="+", metavar="DIR|IMAGE|GLOB")
+    p.add_argument("inputs", nargs="+", metavar="DIR|IMAGE|GLOB",
+                   help="images, folders (their images; --recursive for sub-folders) or quoted glob patterns")
     p.add_argument("--out", required=True, help="output file: .csv (one row per face), .jsonl (one line per "
                    "image) or .parquet (the CSV's columns, typed; needs facemtl[parquet]; rows are collected in "
                    "OUT.partial.csv and converted when the run ends or is interrupted)")

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Detect and crop faces exactly as `predict` does, then draw, for one face, the "
                        "crop and a Grad-CAM heat map per task (age, gender, emotion, ethnicity) side by side. Red "
                        "marks the regions that most raise the predicted class (or the age estimate).")
-    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("image", metavar="IMAGE", help="the photo whose face is explained")
     add_analyzer_args(p)
     p.add_argument("--face", type=int, default=0, metavar="N",
                    help="which face, in the order `facemtl predict` lists them (default: 0)")

@@ -28,6 +28,10 @@ HELP = {
     "init_checkpoint": "fine-tune: start from every weight of this checkpoint (same backbone and tasks)",
     "epoch_size": "images drawn per epoch (default: every training image once)",
     "val_flip_tta": "validate with flip test-time augmentation, as `facemtl evaluate` does",
+    "input_size": "square input side in pixels (default: the backbone's own)",
+    "init_backbone": "a .pt state dict of backbone weights to start from (e.g. ImageNet weights copied from elsewhere)",
+    "threads": "CPU threads for PyTorch (default: its own choice)",
+    "cache_dir": "where framed crops are cached (default: ~/.cache/facemtl or $FACEMTL_CACHE)",
 }
 
 
@@ -41,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default=argparse.SUPPRESS, help="comma-separated tasks (default: all)")
     p.add_argument("--sample-ratio", default=argparse.SUPPRESS,
                    help="mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (also with -q)")
     p.set_defaults(func=run)
 
 
