@@ -311,9 +311,10 @@ def main() -> None:
         hostile_rows.append([name, args.good_clients, slow, flood, r["ok"] + r["busy"] + r["error"],
                              f"{r['success']:.1f}%", r["rps"], r["p50"], r["p99"], r["busy"], r["error"],
                              _counts(r["slow"]), _counts(r["flood"])])
-        with http.client.HTTPConnection("127.0.0.1", port, timeout=10) as conn:
-            conn.request("GET", "/health")
-            print(f"  after {name}: /health {conn.getresponse().read().decode()}", flush=True)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health")
+        print(f"  after {name}: /health {conn.getresponse().read().decode()}", flush=True)
+        conn.close()
     server.should_exit = True
     th.join(timeout=10)
     model = "tiny + haar" if args.tiny else "default model + retinaface"
