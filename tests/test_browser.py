@@ -58,3 +58,18 @@ def test_report_renders_sections_images_and_charts(tiny_report, tmp_path):  # no
     index.write_text(page, encoding="utf-8")
     broken = check_report(tmp_path / "rep", tmp_path / "broken.png")
     assert _failed(broken) == ["every image loaded", "every chart has a size"], broken
+
+
+@pytest.mark.timeout(200)
+def test_docs_render_offline_in_chromium(tiny_model, fake_detector):
+    """Swagger UI draws the API's operations with no network but the service's own (its assets are local)."""
+    pytest.importorskip("fastapi")
+    from browser_check import headless, serving
+
+    from facemtl.analyzer import FaceAnalyzer
+    from facemtl.serve.app import create_app
+
+    with serving(create_app(FaceAnalyzer(tiny_model, fake_detector, 64))) as url:
+        dom = headless(chromium(), f"{url}/docs", budget_ms=20000).stdout
+    assert "swagger-ui" in dom and "opblock" in dom, dom[:500]  # operations rendered by the bundled script
+    assert "/predict/batch" in dom and "/explain" in dom

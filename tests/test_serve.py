@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -267,3 +268,39 @@ def test_default_model_on_a_real_photo():
     assert all(f["gender"]["label"] == "male" and 15 <= f["age"]["value"] <= 90 for f in two)
     r = client.post("/explain", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, data={"face": "0"})
     assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_docs_and_redoc_work_offline(client):
+    """Swagger UI and ReDoc load their scripts and styles from the service itself, never from a CDN."""
+    for path in ("/docs", "/redoc"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], (path, urls)
+        for url in urls:
+            assert client.get(url).status_code == 200, url
+    assert "openapi" in client.get("/docs").text.lower()
+
+
+def test_predict_honours_the_tasks_field(client, jpeg):
+    import base64
+
+    every = client.post("/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")}).json()["faces"][0]
+    assert {"age", "gender", "emotion", "ethnicity"} <= set(every)
+    form = client.post("/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")}, data={"tasks": "age,gender"})
+    body = client.post("/predict", json={"image_base64": base64.b64encode(jpeg).decode(), "tasks": ["emotion"]})
+    query = client.post("/predict?tasks=ethnicity", content=jpeg, headers={"content-type": "image/jpeg"})
+    batch = client.post("/predict/batch", files=[("files", ("a.jpg", jpeg, "image/jpeg"))], data={"tasks": "age"})
+    for r, want in ((form, {"age", "gender"}), (body, {"emotion"}), (query, {"ethnicity"})):
+        assert r.status_code == 200, r.text
+        face = r.json()["faces"][0]
+        assert {"age", "gender", "emotion", "ethnicity"} & set(face) == want
+        assert face["box"] == every["box"] and all(face[t] == every[t] for t in want)
+    assert batch.status_code == 200 and {"age", "gender", "emotion", "ethnicity"} & set(batch.json()[0]["faces"][0]) \
+        == {"age"}
+    bad = client.post("/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")}, data={"tasks": "age,mood"})
+    assert bad.status_code == 422 and bad.json()["error"] == \
+        "unknown task 'mood' in 'tasks'; valid: age, gender, emotion, ethnicity"
+    assert client.post("/predict", json={"image_base64": base64.b64encode(jpeg).decode(), "tasks": 3}).status_code \
+        == 422
+    assert _ok(client, jpeg)  # the service keeps answering

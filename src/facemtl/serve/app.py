@@ -258,14 +258,17 @@ def _explainable(analyzer: Any) -> bool:
     return analyzer.info.get("checkpoint") == str(weights.get_weights().path(verify=False))
 
 
+_TASKS_FIELD = {"type": "string", "description": "comma-separated tasks to answer, as --tasks (default: all); "
+                                                "also ?tasks=age,gender"}
 _PREDICT_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+                                           "properties": {"file": {"type": "string", "format": "binary"},
+                                                          "tasks": _TASKS_FIELD}}},
         "application/json": {"schema": {"type": "object", "required": ["image_base64"],
                                         "properties": {"image_base64": {"type": "string"},
-                                                       "name": {"type": "string"}}}},
+                                                       "name": {"type": "string"}, "tasks": _TASKS_FIELD}}},
         "image/*": {"schema": {"type": "string", "format": "binary"}},
     },
 }
@@ -273,10 +276,10 @@ _BATCH_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}, "tasks": _TASKS_FIELD}}},
         "application/json": {"schema": {"type": "object", "required": ["images_base64"], "properties": {
             "images_base64": {"type": "array", "items": {"type": "string"}},
-            "names": {"type": "array", "items": {"type": "string"}}}}},
+            "names": {"type": "array", "items": {"type": "string"}}, "tasks": _TASKS_FIELD}}},
     },
 }
 _EXPLAIN_BODY = {
@@ -358,7 +361,11 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
         yield
         worker.stop()
 
-    app = FastAPI(title="facemtl", version=__version__, lifespan=lifespan,
+    try:  # Swagger UI / ReDoc assets served from the package, not a CDN: /docs works offline
+        from fastapi_offline import FastAPIOffline as App
+    except ImportError:  # pragma: no cover - the serve extra brings it
+        App = FastAPI
+    app = App(title="facemtl", version=__version__, lifespan=lifespan,
                   description="Face attributes (age, gender, emotion, ethnicity) for every face in a photo. "
                   "Results use the same schema as `ImageResult.to_dict()` in Python and `facemtl predict --json`.")
     app.state.worker = worker
@@ -530,6 +537,32 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
                          f"{field!r}), application/json ({'images_base64' if many else 'image_base64'})"
                          + ("" if many else " or an image/* body"))
 
+    task_names = [t.name for t in analyzer.tasks]
+
+    def requested_tasks(request: Request, extra: dict) -> list[str] | None:
+        """The ``tasks`` field (form, JSON or query string; comma-separated or a JSON list), as for the CLI's
+        ``--tasks``; None = all. An unknown name is a 422 naming the valid ones."""
+        value = extra.get("tasks", request.query_params.get("tasks"))
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            names = [t.strip() for t in value.split(",") if t.strip()]
+        elif isinstance(value, list) and all(isinstance(t, str) for t in value):
+            names = [t.strip() for t in value]
+        else:
+            raise ServeError(422, "tasks must be a comma-separated string or a list of task names")
+        bad = [t for t in names if t not in task_names]
+        if bad or not names:
+            raise ServeError(422, f"unknown task {(bad or [''])[0]!r} in 'tasks'; valid: {', '.join(task_names)}")
+        return names
+
+    def only_tasks(doc: dict, tasks: list[str] | None) -> dict:
+        """An ImageResult dict with just the requested tasks' answers in each face."""
+        if tasks is None or "faces" not in doc:
+            return doc
+        drop = set(task_names) - set(tasks)
+        return {**doc, "faces": [{k: v for k, v in f.items() if k not in drop} for f in doc["faces"]]}
+
     async def analyze(items: list[tuple[str, np.ndarray]], load_ms: list[float]) -> list:
         futures = worker.submit_images(items)
         out = []
@@ -576,7 +609,8 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     async def predict(request: Request) -> JSONResponse:
         body = await read_body(request, many=False)
         with _Slot():
-            (name, data), = (await read_images(request, body, many=False))[0]
+            ((name, data),), extra = await read_images(request, body, many=False)
+            tasks = requested_tasks(request, extra)
             del body
             (px,) = header_pixels([(name, data)])
             if isinstance(px, ServeError):
@@ -587,14 +621,15 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
                 del arr
         if isinstance(res, ItemError):
             raise ServeError(400, f"{res.source}: {res.error}")
-        return JSONResponse(res.to_dict())
+        return JSONResponse(only_tasks(res.to_dict(), tasks))
 
     @app.post("/predict/batch", summary="Every face in several images; per-image errors are recorded",
               openapi_extra={"requestBody": _BATCH_BODY}, responses=_ERRORS)
     async def predict_batch(request: Request) -> JSONResponse:
         body = await read_body(request, many=True)
         with _Slot():
-            items, _extra = await read_images(request, body, many=True)
+            items, extra = await read_images(request, body, many=True)
+            tasks = requested_tasks(request, extra)
             del body
             if not items:
                 raise ServeError(422, "no images in the request")
@@ -623,7 +658,7 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
             res = {"source": name, "error": arr.message} if isinstance(arr, ServeError) else next(results)
             if isinstance(res, ItemError):
                 res = {"source": res.source, "error": res.error}
-            out.append(res if isinstance(res, dict) else res.to_dict())
+            out.append(res if isinstance(res, dict) else only_tasks(res.to_dict(), tasks))
         return JSONResponse(out)
 
     @app.post("/explain", summary="Grad-CAM panel (PNG) for one face", openapi_extra={"requestBody": _EXPLAIN_BODY},
