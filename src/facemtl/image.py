@@ -13,15 +13,15 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInputError, unknown_name
 
-__all__ = ["ImageInput", "load_image", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "CHANNEL_ORDERS", "check_channels",
-           "to_rgb"]
+__all__ = ["ImageInput", "load_image", "is_url", "fetch_url", "URL_MAX_BYTES", "URL_TIMEOUT_S", "IMAGE_EXTENSIONS",
+           "DEFAULT_MAX_PIXELS", "CHANNEL_ORDERS", "check_channels", "to_rgb"]
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
 
@@ -98,6 +98,56 @@ def _from_array(arr: np.ndarray, channels: str = "rgb") -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+URL_MAX_BYTES = 50 * 2**20  # an image URL larger than this is refused (read in chunks, never whole first)
+URL_TIMEOUT_S = 15.0         # connect and read timeout of an image URL
+_URL = re.compile(r"(?i)^(https?|file)://")
+
+
+def is_url(source: Any) -> bool:
+    """Whether ``source`` is an ``http(s)://`` or ``file://`` URL string (image inputs accept them)."""
+    return isinstance(source, str) and _URL.match(source) is not None
+
+
+def fetch_url(url: str, max_bytes: int = URL_MAX_BYTES, timeout: float = URL_TIMEOUT_S) -> bytes:
+    """The bytes behind an ``http(s)://`` URL, bounded in size and time.
+
+    Raises:
+        InvalidInputError: the server does not answer in ``timeout`` seconds, answers with an HTTP error, or
+            sends more than ``max_bytes``; the message names the URL and the reason.
+    """
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"User-Agent": "facemtl (+image download)"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # the user's own URL
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise InvalidInputError(f"cannot download {url}: {int(length) / 2**20:.1f} MB is above the "
+                                        f"{max_bytes / 2**20:.0f} MB limit for an image")
+            chunks, size = [], 0
+            while True:
+                chunk = resp.read(1 << 16)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise InvalidInputError(f"cannot download {url}: more than the {max_bytes / 2**20:.0f} MB "
+                                            "limit for an image")
+                chunks.append(chunk)
+    except InvalidInputError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise InvalidInputError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InvalidInputError(f"cannot download {url}: {reason} (timeout {timeout:g} s)") from None
+    data = b"".join(chunks)
+    if not data:
+        raise InvalidInputError(f"cannot download {url}: the server sent no data")
+    return data
+
+
 def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS, channels: str = "rgb"
                ) -> np.ndarray:
     """Load any accepted input as an RGB uint8 array of shape (H, W, 3).
@@ -106,8 +156,9 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS, 
     (``cv2.imread``, ``cv2.VideoCapture`` frames), whose channels are in BGR(A) order.
 
     Args:
-        source: a path (str or Path), encoded bytes, a PIL image, or a numpy array: (H, W, 3) colour,
-            (H, W, 4) with alpha, or (H, W) grayscale; uint8, uint16, or float in [0, 1].
+        source: a path (str or Path), an ``http(s)://`` or ``file://`` URL (downloaded, at most
+            :data:`URL_MAX_BYTES` in :data:`URL_TIMEOUT_S` seconds), encoded bytes, a PIL image, or a numpy
+            array: (H, W, 3) colour, (H, W, 4) with alpha, or (H, W) grayscale; uint8, uint16, or float in [0, 1].
         max_pixels: refuse larger images (None disables the check).
         channels: channel order of an array source, "rgb" (default) or "bgr". Files, bytes and PIL images
             carry their own colour mode, so only "rgb" (the default) is accepted with them.
@@ -131,6 +182,13 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS, 
         _check_pixels(source.width, source.height, max_pixels, "PIL image")
         return np.asarray(to_rgb(ImageOps.exif_transpose(source)))
     name: str
+    if is_url(source):
+        if source.lower().startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            source = unquote(urlparse(source).path)
+        else:
+            return _decode(io.BytesIO(fetch_url(source)), source, max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise InvalidInputError("empty bytes: no image data")
@@ -151,6 +209,10 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS, 
             f"cannot load an image from {type(source).__name__}; "
             "pass a path, bytes, a PIL.Image or an (H, W, 3) RGB numpy array"
         )
+    return _decode(fp, name, max_pixels)
+
+
+def _decode(fp: io.BytesIO | str, name: str, max_pixels: int | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Our own max_pixels check below replaces PIL's warning; PIL still raises past 2x its limit.

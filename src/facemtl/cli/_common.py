@@ -191,10 +191,14 @@ def _no_images_message(item: str, recursive: bool) -> str:
 def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
     """Files, folders (their images; with ``recursive`` those of sub-folders too) and glob patterns -> image
     paths as found; missing inputs are errors, and a folder whose images all sit in sub-folders says so."""
+    from ..image import is_url
+
     out: list[str] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        if is_url(item):  # an image URL: downloaded when it is analysed (bounded in size and time)
+            out.append(item)
+        elif p.is_dir():
             found = _folder_images(p, recursive)
             if not found:
                 raise InvalidInputError(_no_images_message(item, recursive))

@@ -93,11 +93,23 @@ def _row(face) -> str:
     return "  ".join(parts)
 
 
+def _url_path(f: str) -> str | None:
+    """An image URL as the path it is saved under: ``/<host>/<path>`` (so URLs sort into folders like files)."""
+    from urllib.parse import unquote, urlparse
+
+    from ..image import is_url
+
+    if not is_url(f):
+        return None
+    u = urlparse(f)
+    return "/" + "/".join(x for x in (u.netloc, unquote(u.path).strip("/")) if x)
+
+
 def save_paths(files: list[str], save: Path) -> dict[str, Path]:
     """Where ``--save-dir`` draws each image: ``<name>.jpg`` under ``save``, in the sub-folders the files sit in
     below their common folder; names that still meet (``a.png`` and ``a.jpg``) keep their extension
     (``a_png.jpg``), and any clash left gets ``_2``, ``_3``... Distinct files never share an output."""
-    absolute = {f: os.path.abspath(f) for f in files}
+    absolute = {f: _url_path(f) or os.path.abspath(f) for f in files}
     parents = {os.path.dirname(a) for a in absolute.values()}
     try:
         common: str | None = os.path.commonpath(sorted(parents)) if parents else None
@@ -182,6 +194,14 @@ def _run_videos(args: argparse.Namespace, analyzer, sources: list) -> int:
     return failed
 
 
+def _image_url(text: str) -> bool:
+    from urllib.parse import urlparse
+
+    from ..image import IMAGE_EXTENSIONS, is_url
+
+    return is_url(text) and Path(urlparse(text).path).suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _video_stem(src: int | str) -> str:
     """The output name stem of a video: the file's stem, ``webcam<N>``, or a URL's last path part (or host)."""
     if isinstance(src, int):
@@ -198,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         args.usage_error("nothing to analyse: give IMAGE|DIR|GLOB|VIDEO inputs or --webcam INDEX")
     if args.webcam is not None and args.webcam < 0:
         args.usage_error(f"--webcam takes a camera index >= 0, got {args.webcam}")
-    urls = [i for i in args.inputs if is_stream_url(i)]  # streams are opened as videos, never globbed
+    # URLs are never globbed: an http(s)/file URL naming an image file is an image; any other URL is a video or stream
+    urls = [i for i in args.inputs if is_stream_url(i) and not _image_url(i)]
     found = expand_inputs([i for i in args.inputs if i not in urls], args.recursive) if args.inputs else []
     videos: list = [f for f in found if Path(f).suffix.lower() in VIDEO_EXTENSIONS] + urls
     files = [f for f in found if f not in videos]
