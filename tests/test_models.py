@@ -295,3 +295,21 @@ def test_model_config_round_trips_through_the_checkpoint(tmp_path):
     model = _trained_tiny(tasks="gender,ethnicity", shared_dim=8)
     _, meta = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
     assert ModelConfig(**{**meta["model_config"], "tasks": tuple(meta["model_config"]["tasks"])}) == model.config
+
+
+class _Boom:
+    """Unpickling this runs code: a hostile checkpoint."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
+
+
+def test_a_hostile_checkpoint_cannot_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "model_config": {}, "tasks": [], "state_dict": {}, "x": _Boom()}, path)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()

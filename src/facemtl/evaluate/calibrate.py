@@ -94,7 +94,7 @@ def write_calibrated(src: str | os.PathLike, out: str | os.PathLike, calibration
         onnx.save(proto, str(tmp))
     else:
         torch = require("torch", extra="torch")
-        ckpt = torch.load(src, map_location="cpu", weights_only=False)
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
         ckpt["calibration"] = calibration.to_dict()
         torch.save(ckpt, tmp)
     tmp.replace(out)

@@ -144,7 +144,7 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a hostile .pt cannot run code
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     if not isinstance(ckpt, dict):
