@@ -35,7 +35,7 @@ from .tasks import get_task, list_tasks  # noqa: E402
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
 
-__version__ = "0.2.0"
+from ._version import __version__  # noqa: E402
 __all__ = ["FaceAnalyzer", "load_model", "create_model", "load_checkpoint", "list_tasks", "get_task",
            "list_backbones", "Box", "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError", "InvalidInputError",
            "UnknownNameError", "CheckpointError", "MissingDependencyError", "DatasetError", "DeviceError",

@@ -8,11 +8,15 @@ from .errors import MissingDependencyError
 
 
 def require(module: str, extra: str, package: str | None = None) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming ``pip install "facemtl[extra]"``."""
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``pip install "facemtl[extra]"``
+    (``extra="core"``: a dependency of the plain install, so the install itself is broken)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         pkg = package or module
+        if extra == "core":
+            raise MissingDependencyError(f"{pkg!r}, a dependency of facemtl itself, cannot be imported ({exc}); "
+                                         "reinstall facemtl: pip install --force-reinstall facemtl") from exc
         raise MissingDependencyError(
             f"{pkg!r} is required for this feature but is not installed; "
             f'install it with: pip install "facemtl[{extra}]"'

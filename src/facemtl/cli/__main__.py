@@ -18,7 +18,7 @@ COMMANDS = (predict, batch, train, evaluate, calibrate, audit, explain, export, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="facemtl", description="Face attributes (age, gender, emotion, ethnicity) "
                                      "with one multi-task network.")

