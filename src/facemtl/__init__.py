@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 from ._rows import to_dataframe  # noqa: E402
 from .errors import (  # noqa: E402
     CheckpointError,
+    ConfigError,
     DatasetError,
     DeviceError,
     FacemtlError,
@@ -36,10 +37,11 @@ if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
 
 from ._version import __version__  # noqa: E402
+
 __all__ = ["FaceAnalyzer", "load_model", "create_model", "load_checkpoint", "list_tasks", "get_task",
-           "list_backbones", "Box", "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError", "InvalidInputError",
-           "UnknownNameError", "CheckpointError", "MissingDependencyError", "DatasetError", "DeviceError",
-           "__version__"]
+           "list_backbones", "Box", "Face", "ImageResult", "Prediction", "to_dataframe", "FacemtlError",
+           "InvalidInputError", "UnknownNameError", "CheckpointError", "ConfigError", "MissingDependencyError",
+           "DatasetError", "DeviceError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

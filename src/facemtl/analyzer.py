@@ -15,7 +15,7 @@ import numpy as np
 from .calibration import DEFAULT_LEVEL, Calibration, check_level
 from .crop import CropGeometry
 from .detect import Detection, FaceDetector, create_detector, default_detector_name
-from .errors import FacemtlError, without_traceback
+from .errors import ConfigError, FacemtlError, without_traceback
 from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, load_image
 from .models.base import FaceModel, as_face_model, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
@@ -58,11 +58,11 @@ class AnalyzerOptions:
         self.age_interval = check_level(self.age_interval)
         check_min_quality(self.min_quality)
         if self.min_face < 0:
-            raise ValueError(f"min_face must be >= 0, got {self.min_face}")
+            raise ConfigError(f"min_face must be >= 0, got {self.min_face}")
         if self.max_faces is not None and self.max_faces < 1:
-            raise ValueError(f"max_faces must be >= 1 or None, got {self.max_faces}")
+            raise ConfigError(f"max_faces must be >= 1 or None, got {self.max_faces}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class FaceAnalyzer:
             UnknownNameError: a ``channels`` value other than "rgb" or "bgr" (at once, not per item).
         """
         if errors not in ("record", "raise"):
-            raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+            raise ConfigError(f"errors must be 'record' or 'raise', got {errors!r}")
         channels = check_channels(channels)
         if isinstance(sources, (list, tuple)) and len(sources) == 1:
             # One image (the per-call API): prepared in this thread. Starting and joining worker threads for it

@@ -42,6 +42,10 @@ class DatasetError(FacemtlError, ValueError):
     """A dataset folder or file that is missing, empty or malformed."""
 
 
+class ConfigError(FacemtlError, ValueError):
+    """A configuration value out of its range or inconsistent (an option, a config file field, a flag)."""
+
+
 class DeviceError(FacemtlError, ValueError):
     """A device this machine does not have (``cuda`` without a CUDA GPU, ``cuda:3`` with one GPU)."""
 

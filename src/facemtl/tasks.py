@@ -6,13 +6,13 @@ decoding, metrics, JSON keys, CLI choices and ONNX output names all derive from 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from .errors import unknown_name
+from .errors import ConfigError, unknown_name
 
 __all__ = [
     "TaskSpec",
@@ -106,11 +106,6 @@ class TaskSpec:
     head_hidden: tuple[int, ...] = (256, 128)
     head_dropout: float = 0.3
     head_batchnorm: bool = True
-
-    @property
-    def num_outputs(self) -> int:
-        """Width of the classification head (regression heads depend on the age formulation)."""
-        return len(self.labels) if self.kind == "classification" else 1
 
     def head_width(self, regression_head: str = "bins") -> int:
         """Output width of this task's head for the given regression formulation."""
@@ -218,13 +213,9 @@ def resolve_tasks(tasks: str | Iterable[str | TaskSpec] | None) -> tuple[TaskSpe
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ValueError(f"task listed twice: {', '.join(sorted(dup))}")
+        raise ConfigError(f"task listed twice: {', '.join(sorted(dup))}")
     order = {n: i for i, n in enumerate(_TASKS)}
     return tuple(sorted(specs, key=lambda s: order.get(s.name, len(order))))
-
-
-def task_names(specs: Sequence[TaskSpec]) -> list[str]:
-    return [s.name for s in specs]
 
 
 register_task(TaskSpec(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .detect.base import Detection
+from .errors import ConfigError
 from .results import Box
 
 __all__ = ["BoxKalman", "ByteTracker", "Track", "box_iou_matrix", "linear_assignment"]
@@ -255,13 +256,13 @@ class ByteTracker:
                  frame_size: tuple[int, int] | None = None) -> None:
         for name, value in (("high_score", high_score), ("match_iou", match_iou), ("low_match_iou", low_match_iou)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         for name, value in (("lost_gate", lost_gate), ("lost_gate_growth", lost_gate_growth),
                             ("lost_gate_max", lost_gate_max), ("coast", coast), ("max_lost", max_lost)):
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise ConfigError(f"{name} must be >= 0, got {value}")
         if lost_size_ratio < 1.0:
-            raise ValueError(f"lost_size_ratio must be >= 1, got {lost_size_ratio}")
+            raise ConfigError(f"lost_size_ratio must be >= 1, got {lost_size_ratio}")
         self.high_score, self.match_iou, self.low_match_iou = float(high_score), float(match_iou), float(low_match_iou)
         self.lost_gate, self.lost_gate_growth, self.lost_gate_max = float(lost_gate), float(lost_gate_growth), \
             float(lost_gate_max)

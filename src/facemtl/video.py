@@ -40,7 +40,7 @@ import numpy as np
 from ._rows import csv_columns, csv_rows
 from ._video_io import X264_PRESETS, BackgroundWorker, H264Writer, Prefetcher, VideoReader, open_video
 from .detect.base import Detection
-from .errors import InvalidInputError
+from .errors import ConfigError, InvalidInputError
 from .results import Box, Face, ImageResult, Prediction
 from .tasks import TaskSpec, age_group
 from .track import ByteTracker, Track
@@ -117,30 +117,30 @@ class VideoConfig:
         for name in ("every_n", "max_frames"):
             v = getattr(self, name)
             if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {v}")
+                raise ConfigError(f"{name} must be >= 1 or None, got {v}")
         if self.target_fps is not None and not self.target_fps > 0:
-            raise ValueError(f"target_fps must be > 0 or None, got {self.target_fps}")
+            raise ConfigError(f"target_fps must be > 0 or None, got {self.target_fps}")
         for name in ("detect_every", "refresh_every", "full_detect_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.detect_max_side is not None and self.detect_max_side < 32:
-            raise ValueError(f"detect_max_side must be >= 32 or None, got {self.detect_max_side}")
+            raise ConfigError(f"detect_max_side must be >= 32 or None, got {self.detect_max_side}")
         if self.detect_min_face < 0:
-            raise ValueError(f"detect_min_face must be >= 0 (0: off), got {self.detect_min_face}")
+            raise ConfigError(f"detect_min_face must be >= 0 (0: off), got {self.detect_min_face}")
         if not 0.0 < self.ema_alpha <= 1.0:
-            raise ValueError(f"ema_alpha must be in (0, 1] (1 = no smoothing), got {self.ema_alpha}")
+            raise ConfigError(f"ema_alpha must be in (0, 1] (1 = no smoothing), got {self.ema_alpha}")
         if not 0.0 <= self.high_score <= 1.0:
-            raise ValueError(f"high_score must be in [0, 1], got {self.high_score}")
+            raise ConfigError(f"high_score must be in [0, 1], got {self.high_score}")
         if not 0.0 < self.iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+            raise ConfigError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
         if self.max_missed < 0:
-            raise ValueError(f"max_missed must be >= 0, got {self.max_missed}")
+            raise ConfigError(f"max_missed must be >= 0, got {self.max_missed}")
         if not self.stream_timeout > 0:
-            raise ValueError(f"stream_timeout must be > 0 seconds, got {self.stream_timeout}")
+            raise ConfigError(f"stream_timeout must be > 0 seconds, got {self.stream_timeout}")
         if self.video_preset not in X264_PRESETS:
-            raise ValueError(f"video_preset must be one of {', '.join(X264_PRESETS)}, got {self.video_preset!r}")
+            raise ConfigError(f"video_preset must be one of {', '.join(X264_PRESETS)}, got {self.video_preset!r}")
         if not 0 <= self.video_crf <= 51:
-            raise ValueError(f"video_crf must be in [0, 51], got {self.video_crf}")
+            raise ConfigError(f"video_crf must be in [0, 51], got {self.video_crf}")
 
     def resolve_every_n(self, fps: float | None) -> int:
         """The sampling step for a video of this fps (None: unknown): ``every_n``, else from ``target_fps``,

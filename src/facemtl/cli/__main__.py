@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.no_progress = True  # every command's progress bars go with -q (see also _common.note)
     try:
         return int(args.func(args) or 0)
-    except (FacemtlError, ValueError) as exc:
+    except FacemtlError as exc:  # what a user can fix; anything else is a bug and shows as one
         if args.verbose:
             raise
         print(f"facemtl {args.command}: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .._device import resolve_device
+from ..errors import ConfigError
 from ..train.config import TrainConfig
 from ._args import SUPPRESS, add_dataclass_args, config_from_args, load_yaml_config
 from ._common import add_device_arg
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             args.sample_ratio = {k.strip(): float(v) for k, v in (x.split("=") for x in args.sample_ratio.split(","))}
         except ValueError:
-            raise ValueError(f"--sample-ratio {args.sample_ratio!r}: expected name=weight,name=weight") from None
+            raise ConfigError(f"--sample-ratio {args.sample_ratio!r}: expected name=weight,name=weight") from None
     cfg = config_from_args(TrainConfig, args, base)
     resolve_device(cfg.device)  # the flag's or the --config file's: a missing GPU fails now, not mid-setup
     bar = None

@@ -444,7 +444,3 @@ def deduplicate(index: DatasetIndex) -> DatasetIndex:
         out.append(recs[0])
         skipped["duplicate"] += len(recs) - 1
     return DatasetIndex(out, skipped)
-
-
-def sources_summary(records: Iterable[Record]) -> dict[str, int]:
-    return dict(Counter(f"{r.source}/{r.split}" for r in records))

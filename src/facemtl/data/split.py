@@ -8,6 +8,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..tasks import age_band, list_tasks
 from .datasets import DatasetIndex, Record
 
@@ -33,7 +34,7 @@ def make_split(index: DatasetIndex, val_fraction: float = 0.1, seed: int = 0,
     fractions = {**(source_fractions or {})}
     for f in (val_fraction, *fractions.values()):
         if not 0.0 <= f < 1.0:
-            raise ValueError(f"val_fraction {f} must be in [0, 1)")
+            raise ConfigError(f"val_fraction {f} must be in [0, 1)")
     by_source: dict[str, dict[tuple, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in index.records:
         if r.split is None:

@@ -82,7 +82,8 @@ def write_calibrated(src: str | os.PathLike, out: str | os.PathLike, calibration
     """
     src, out = Path(src), Path(out)
     if src.suffix.lower() != out.suffix.lower():
-        raise CheckpointError(f"--out {out} must have the model's own format ({src.suffix}), not {out.suffix or 'none'}")
+        raise CheckpointError(f"--out {out} must have the model's own format ({src.suffix}), "
+                              f"not {out.suffix or 'none'}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     if src.suffix.lower() == ".onnx":

@@ -58,6 +58,10 @@ nav a{margin-right:1em}.gal{display:flex;flex-wrap:wrap;gap:.6em}
 figure.card{margin:0;width:120px;font-size:.75em;text-align:center;border:1px solid #ddd;padding:4px;border-radius:4px}
 figure.card img{width:72px;height:72px;image-rendering:auto}.ok{color:#1a7f37}.bad{color:#c62828}
 svg text{font-family:system-ui,sans-serif}
+section#summary{background:#f7f9fc;border:1px solid #dbe3ee;border-radius:6px;padding:0 1em .6em;margin-top:1em}
+section#summary h2{margin-top:.6em}.groupings{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}
+.grouping h4{margin:.6em 0 .2em}details.folded{margin:-.6em 0 1em;font-size:.9em}
+details.folded summary{cursor:pointer;color:#555}.grouping .row{align-items:flex-start}
 """
 
 
@@ -235,11 +239,110 @@ def _reliability_chart(task: str, bins: Sequence[Mapping[str, Any]], ece: Any, s
     return p.svg(xticks=_ticks(0, 1), yticks=_ticks(0, 1))
 
 
+def _group_chart(task: str, metric: str, grouping: str, rows: Sequence[Mapping[str, Any]], overall: Any = None,
+                 worst: Mapping[str, Any] | None = None) -> str:
+    """Horizontal bars of the headline metric per group (``rows``: the compared ones), with CI whiskers, the
+    overall value as a dashed line and the worst group in red."""
+    acc = metric == "accuracy"
+    names = [" & ".join(str(v) for v in r["group"].values()) for r in rows]
+    tops = [finite_number(x) for r in rows for x in (r.get("value"), r.get("ci_high"))] + [finite_number(overall)]
+    hi = 1.0 if acc else max([v for v in tops if v is not None] + [1.0]) * 1.15
+    n = len(rows)
+    left = int(min(230, 24 + 6.3 * max([len(x) for x in names] + [4])))
+    p = _Plot(f"{task}: {_NAMES.get(metric, metric)} by {grouping}", (0, hi), (0, n),
+              "accuracy" if acc else "MAE (years)", "", w=left + 340, h=84 + 20 * n,
+              kind="chart groups")
+    p.m = (40, 84, 44, left)  # room for the group names and the value labels
+    for i, (r, name) in enumerate(zip(rows, names)):
+        yc, v = n - i - 0.5, finite_number(r.get("value"))
+        if v is None:
+            continue
+        is_worst = worst is not None and dict(worst.get("group") or {}) == dict(r["group"])
+        ci = _ci(r, metric)
+        y0, y1 = p.py(yc + 0.32), p.py(yc - 0.32)
+        p.add(f'<rect x="{p.px(0):.1f}" y="{y0:.1f}" width="{max(p.px(v) - p.px(0), .5):.1f}" '
+              f'height="{y1 - y0:.1f}" fill="{"#c62828" if is_worst else "#4a90d9"}"><title>'
+              f'{_e(name)}: {_e(format_value(metric, v))} (CI {_e(ci)}, n={_e(r.get("n", 0))})</title></rect>')
+        lo, hi_ = finite_number(r.get("ci_low")), finite_number(r.get("ci_high"))
+        if lo is not None and hi_ is not None:
+            yy = p.py(yc)
+            p.add(f'<path class="ci" d="M{p.px(lo):.1f} {yy:.1f}H{p.px(hi_):.1f}M{p.px(lo):.1f} {yy - 4:.1f}v8'
+                  f'M{p.px(hi_):.1f} {yy - 4:.1f}v8" stroke="#222" fill="none"/>')
+        p.text(max(v, hi_ or 0), yc, f" {format_value(metric, v)}  n={r.get('n', 0)}", anchor="start", size=9,
+               dy=3)
+    ov = finite_number(overall)
+    if ov is not None:
+        p.line(ov, 0, ov, n, "stroke:#c62828;stroke-dasharray:4 3")
+        p.text(ov, n, f"overall {format_value(metric, ov)}", size=9, fill="#c62828", dy=-3)
+    xt = [(t, f"{100 * t:g}%") for t, _ in _ticks(0, 1)] if acc else None
+    return p.svg(xticks=xt, yticks=[(n - i - 0.5, name) for i, name in enumerate(names)])
+
+
 # --------------------------------------------------------------------------- sections
 
 
 def _section(sid: str, title: str, body: str) -> str:
     return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def _headline_metric(task: str, m: Mapping[str, Any]) -> str:
+    return "mae" if _spec_kind(task, m) == "regression" else "accuracy"
+
+
+def _headline_cell(task: str, m: Mapping[str, Any] | None) -> str:
+    if not m or _no_labels(task, m):
+        return '<span class="empty">no labels</span>'
+    k = _headline_metric(task, m)
+    return f'{_e(_fmt(m.get(k), k))} <span class="small">n={_e(m.get("n", 0))}</span>'
+
+
+def _summary_section(report: Mapping[str, Any], metrics_table: bool = True) -> str:
+    """What a reader wants first: the headline figure per task, overall and per source, then per task the
+    worst and best group with the gap (the details follow in their sections)."""
+    parts = []
+    metrics = report.get("metrics", {}) if metrics_table else {}
+    if metrics:
+        sources = list(report.get("by_source") or {})
+        rows = []
+        for task, m in metrics.items():
+            k = _headline_metric(task, m)
+            also = []
+            if not _no_labels(task, m):
+                for extra in (("rmse", "cs5") if k == "mae" else ("macro_f1", "ece")):
+                    if finite_number(m.get(extra)) is not None:
+                        also.append(f"{_NAMES.get(extra, extra)} {_fmt(m[extra], extra)}")
+            rows.append([_e(task), _e(_NAMES.get(k, k)), _headline_cell(task, m)]
+                        + [_headline_cell(task, (report["by_source"][src] or {}).get(task)) for src in sources]
+                        + [_e(", ".join(also))])
+        parts.append(_table(["task", "metric", "all images", *sources, "also"], rows, left=2, cls="headline"))
+    fair = report.get("fairness", {})
+    tasks = fair.get("tasks", {})
+    if tasks:
+        rows = []
+        min_count = fair.get("min_count", 1)
+        for task, tab in tasks.items():
+            metric = tab.get("metric", "")
+            w, b = tab.get("worst_group"), tab.get("best_group")
+            small = sum(1 for r in tab.get("rows", []) if r.get("value") is None or r["n"] < min_count)
+            if not w:
+                why = tab.get("note") or ("no group label" if not tab.get("rows") else "no group large enough")
+                rows.append([_e(task), _e(metric), f'<span class="empty">{_e(why)}</span>', "", "", "", ""])
+                continue
+            rows.append([_e(task), _e(metric), _e(f"{group_name(w['group'])} ({format_value(metric, w['value'])}, "
+                                                  f"n={w['n']})"),
+                         _e(f"{group_name(b['group'])} ({format_value(metric, b['value'])}, n={b['n']})"),
+                         _e(_gap(metric, tab.get("gap"))) + (f' <span class="small">CI '
+                                                             f'{_e(_ci(tab, metric, "gap_ci_low", "gap_ci_high", gap=True))}'
+                                                             '</span>' if tab.get("gap_ci_low") is not None else ""),
+                         _e(tab.get("n_groups", 0)), _e(small)])
+        parts.append("<h3>Worst and best group per task</h3>"
+                     + _table(["task", "metric", "worst group", "best group", "gap", "groups compared",
+                               f"too small (n < {min_count})"], rows, left=4, cls="worst-groups")
+                     + '<p class="small">Over every grouping with enough images; details, CIs and the small groups '
+                       '(folded) in <a href="#fairness">Fairness</a>.</p>')
+    if not parts:
+        return ""
+    return _section("summary", "Summary", "".join(parts))
 
 
 def _data_section(report: Mapping[str, Any]) -> str:
@@ -276,16 +379,17 @@ def _metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
             continue
         scalars = [[_e(_NAMES.get(k, k)), _e(_fmt(v, k))] for k, v in m.items()
                    if k != "kind" and (isinstance(v, (int, float, str)) or v is None)]
-        parts.append(_table(["metric", "value"], scalars))
+        tables = [_table(["metric", "value"], scalars)]
         if isinstance(m.get("per_class"), Mapping):
             rows = [[_e(lab), _e(_fmt(v.get("precision"), "precision")), _e(_fmt(v.get("recall"), "recall")),
                      _e(_fmt(v.get("f1"), "f1")), _e(_fmt(v.get("support"), "support"))]
                     for lab, v in m["per_class"].items()]
-            parts.append(_table(["class", "precision", "recall", "F1", "support"], rows))
+            tables.append(_table(["class", "precision", "recall", "F1", "support"], rows))
         if isinstance(m.get("mae_by_band"), Mapping):
             rows = [[_e(b), _e(_fmt(v.get("mae"), "mae")) if v.get("n") else '<span class="empty">no samples</span>',
                      _e(v.get("n", 0))] for b, v in m["mae_by_band"].items()]
-            parts.append(_table(["true age band", "MAE (years)", "n"], rows))
+            tables.append(_table(["true age band", "MAE (years)", "n"], rows))
+        parts.append(f'<div class="row">{"".join(tables)}</div>')  # side by side: they are narrow
     return _section("metrics", "Metrics per task", "".join(parts) or _note("no metrics in this report"))
 
 
@@ -513,14 +617,16 @@ def _ci(row: Mapping[str, Any], metric: str, lo_key: str = "ci_low", hi_key: str
     return f"{f(metric, lo)} – {f(metric, hi)}"
 
 
-def _fairness_section(fair: Mapping[str, Any]) -> str:
+def _fairness_section(fair: Mapping[str, Any], charts: bool = False) -> str:
+    """The per-task group tables (groups too small to compare folded into a <details>); with ``charts``,
+    a bar chart of the headline metric per group, with its CI, beside each table (the audit page)."""
     tasks = fair.get("tasks", {})
     if not tasks:
         return _section("fairness", "Fairness", _note("no task could be audited (no labels)"))
     min_count = fair.get("min_count", 1)
     parts = [(f'<p class="small">Headline metric per group (accuracy for classification, MAE for age); groups '
-             f'with fewer than {_e(min_count)} images are listed as too few, without a number, and not used '
-             'for worst/best/gap (fairness.csv has their values). '
+             f'with fewer than {_e(min_count)} images are too few: folded under each table, without a number, '
+             'and not used for worst/best/gap (fairness.csv has their values). '
              f'CI: {_e(round(100 * (1 - float(fair.get("alpha", 0.05)))))}% bootstrap interval '
              f'({_e(fair.get("n_boot", 0))} resamples). Groups with no labelled image say so, never 0%.</p>')]
     keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
@@ -555,30 +661,47 @@ def _fairness_section(fair: Mapping[str, Any]) -> str:
         rows_by: dict[str, list[Mapping[str, Any]]] = {}
         for r in tab.get("rows", []):
             rows_by.setdefault(r["grouping"], []).append(r)
+        blocks = []
         for grouping in list(dict.fromkeys(list(keys) + list(rows_by))):
             rows = rows_by.get(grouping, [])
-            cells = []
+            shown, folded = [], []
             for r in rows:
                 # A group under min_count shows no number (a value from a handful of images invites
-                # over-reading); fairness.csv and the JSON keep it.
+                # over-reading) and is folded away with the empty groups; fairness.csv and the JSON keep it.
                 if r.get("value") is None or not r["n"]:
-                    val, ci = '<span class="empty">no labelled images</span>', "n/a"
+                    folded.append([_e(group_name(r["group"])), _e(r["n"]),
+                                   '<span class="empty">no labelled images</span>', "n/a",
+                                   '<span class="empty">not compared</span>'])
                 elif r["n"] < min_count:
-                    val, ci = f'<span class="empty">too few (n={_e(r["n"])})</span>', ""
+                    folded.append([_e(group_name(r["group"])), _e(r["n"]),
+                                   f'<span class="empty">too few (n={_e(r["n"])})</span>', "",
+                                   '<span class="empty">not compared</span>'])
                 else:
-                    val, ci = _e(format_value(metric, r.get("value"))), _e(_ci(r, metric))
-                cells.append([_e(group_name(r["group"])), _e(r["n"]), val, ci,
-                              '<span class="empty">not compared</span>' if r["n"] < min_count else ""])
+                    shown.append([_e(group_name(r["group"])), _e(r["n"]), _e(format_value(metric, r.get("value"))),
+                                  _e(_ci(r, metric)), ""])
             if grouping in keys:  # a single attribute: list its missing values as empty groups
                 seen = {r["group"].get(grouping) for r in rows}
                 for v in group_values(grouping):
                     if v not in seen:
-                        cells.append([_e(f"{grouping}: {v}"), "0", '<span class="empty">no labelled images</span>',
-                                      "n/a", '<span class="empty">empty group</span>'])
-            if not cells:
+                        folded.append([_e(f"{grouping}: {v}"), "0", '<span class="empty">no labelled images</span>',
+                                       "n/a", '<span class="empty">empty group</span>'])
+            if not shown and not folded:
                 continue
-            parts.append(f"<h4>by {_e(grouping)}</h4>"
-                         + _table(["group", "n", metric, "CI", ""], cells, cls="fairness"))
+            body = (_table(["group", "n", metric, "CI", ""], shown, cls="fairness") if shown
+                    else f'<p class="empty">no group of {_e(min_count)} or more images</p>')
+            if charts and shown:
+                compared = [r for r in rows if r.get("value") is not None and r["n"] >= min_count]
+                worst = ((tab.get("by_grouping") or {}).get(grouping) or {}).get("worst_group")
+                body = (f'<div class="row">{body}'
+                        f'{_group_chart(task, metric, grouping, compared, tab.get("value"), worst)}</div>')
+            if folded:
+                body += (f'<details class="folded" data-groups="{len(folded)}"><summary>{len(folded)} group(s) '
+                         f'too small to compare (n &lt; {_e(min_count)}) or empty</summary>'
+                         + _table(["group", "n", metric, "CI", ""], folded, cls="fairness folded") + "</details>")
+            blocks.append(f'<div class="grouping" data-grouping="{_e(grouping)}"><h4>by {_e(grouping)}</h4>'
+                          f"{body}</div>")
+        if blocks:
+            parts.append(f'<div class="groupings">{"".join(blocks)}</div>')
     return _section("fairness", "Fairness", "".join(parts))
 
 
@@ -678,11 +801,11 @@ def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] 
         samples = report.get("samples")
     metrics = report.get("metrics", {})
     sections = [
-        _data_section(report), _metrics_section(metrics), _confusion_section(metrics), _age_section(metrics, samples),
+        _summary_section(report), _data_section(report), _metrics_section(metrics), _confusion_section(metrics), _age_section(metrics, samples),
         _calibration_section(metrics, report.get("calibration")), _fairness_section(report.get("fairness", {})),
         _gallery_section(metrics, samples),
     ]
-    nav = (("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), ("age", "Age"),
+    nav = (("summary", "Summary"), ("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), ("age", "Age"),
            ("calibration", "Calibration"), ("fairness", "Fairness"), ("gallery", "Gallery"))
     return _page("facemtl evaluation report", report, sections, nav,
                  "Numbers: report.json, metrics.csv, fairness.csv next to this file.")
@@ -701,12 +824,15 @@ def _coverage_section(cal: Mapping[str, Any] | None) -> str:
 
 
 def render_audit_html(report: Mapping[str, Any]) -> str:
-    """The fairness audit as one self-contained HTML page: the data table, the fairness section and, for a
-    calibrated model, the age interval coverage per ethnicity x gender group."""
+    """The fairness audit as one self-contained HTML page: a summary (worst and best group per task), the data
+    table, the fairness section with a bar chart per grouping (the headline metric per group, with its CI) and,
+    for a calibrated model, the age interval coverage per ethnicity x gender group."""
     cal = report.get("calibration")
-    nav = [("data", "Data"), ("fairness", "Fairness")] + ([("age-coverage", "Age interval coverage")] if cal else [])
+    nav = ([("summary", "Summary"), ("data", "Data"), ("fairness", "Fairness")]
+           + ([("age-coverage", "Age interval coverage")] if cal else []))
     return _page("facemtl fairness audit", report,
-                 [_data_section(report), _fairness_section(report.get("fairness", {})), _coverage_section(cal)],
+                 [_summary_section(report, metrics_table=False), _data_section(report),
+                  _fairness_section(report.get("fairness", {}), charts=True), _coverage_section(cal)],
                  nav, "Numbers: fairness.json and fairness.csv next to this file.")
 
 

@@ -10,7 +10,7 @@ import torch
 
 from .._hashing import file_sha256
 from ..crop import DEFAULT_GEOMETRY, CropGeometry
-from ..errors import CheckpointError, unknown_name
+from ..errors import CheckpointError, ConfigError, unknown_name
 from ..tasks import TaskSpec, get_task, list_tasks, resolve_tasks
 from .backbones import create_backbone, list_backbones
 from .multitask import MultiTaskNet
@@ -51,7 +51,7 @@ class ModelConfig:
         if self.regression_head not in REGRESSION_HEADS:
             raise unknown_name("regression_head", self.regression_head, REGRESSION_HEADS)
         if self.input_size is not None and self.input_size < 32:
-            raise ValueError(f"input_size {self.input_size} is too small; use at least 32 pixels")
+            raise ConfigError(f"input_size {self.input_size} is too small; use at least 32 pixels")
 
 
 def create_model(

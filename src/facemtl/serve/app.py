@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
 from .._optional import require
+from .._version import __version__
 from ..analyzer import ItemError
-from ..errors import FacemtlError, InvalidInputError, UnknownNameError
+from ..errors import ConfigError, FacemtlError, InvalidInputError, UnknownNameError
 from ..image import load_image, too_many_pixels_message
 from ._worker import InferenceWorker
 
@@ -341,10 +341,10 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     if max_upload_mb <= 0 or max_pixels <= 0 or max_batch < 1 or max_concurrency < 1:
-        raise ValueError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive, got "
+        raise ConfigError("max_upload_mb, max_pixels, max_batch and max_concurrency must be positive, got "
                          f"{max_upload_mb}, {max_pixels}, {max_batch}, {max_concurrency}")
     if body_timeout <= 0 or max_batch_mb <= 0 or (max_pixels_in_flight is not None and max_pixels_in_flight < 1):
-        raise ValueError("body_timeout, max_batch_mb and max_pixels_in_flight must be positive, got "
+        raise ConfigError("body_timeout, max_batch_mb and max_pixels_in_flight must be positive, got "
                          f"{body_timeout}, {max_batch_mb}, {max_pixels_in_flight}")
     if isinstance(allowed_hosts, str):
         allowed_hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import unknown_name
+from ..errors import ConfigError, unknown_name
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS
 from ..tasks import AGE_BANDS
 
@@ -37,14 +37,14 @@ def check_balance(mode: str, keys: Sequence[str], power: float, max_ratio: float
     if mode not in BALANCE_MODES:
         raise unknown_name("balance mode", mode, BALANCE_MODES)
     if not keys:
-        raise ValueError(f"balance_by needs at least one of {', '.join(BALANCE_KEYS)}")
+        raise ConfigError(f"balance_by needs at least one of {', '.join(BALANCE_KEYS)}")
     for k in keys:
         if k not in BALANCE_KEYS:
             raise unknown_name("balance_by attribute", k, BALANCE_KEYS)
     if not 0.0 < power <= 2.0:
-        raise ValueError(f"balance_power must be in (0, 2], got {power}")
+        raise ConfigError(f"balance_power must be in (0, 2], got {power}")
     if max_ratio < 1.0:
-        raise ValueError(f"balance_max_ratio must be at least 1, got {max_ratio}")
+        raise ConfigError(f"balance_max_ratio must be at least 1, got {max_ratio}")
 
 
 def _attribute_codes(targets: Mapping[str, torch.Tensor], key: str, n: int) -> np.ndarray:

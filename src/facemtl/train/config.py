@@ -2,12 +2,12 @@
 recipes and saved run configs load without it; building the model and the loop need the ``train`` extra)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..data.augment import AugmentConfig
-from ..errors import unknown_name
+from ..errors import ConfigError, unknown_name
 from ..preprocess import DEFAULT_FRAMING, Framing
 from ..tasks import resolve_tasks
 from .balance import check_balance
@@ -91,7 +91,7 @@ class TrainConfig:
         if self.no_face not in NO_FACE_POLICIES:
             raise unknown_name("no_face", self.no_face, NO_FACE_POLICIES)
         if not 0.0 <= self.ferplus_weight <= 1.0:
-            raise ValueError(f"ferplus_weight must be in [0, 1], got {self.ferplus_weight}")
+            raise ConfigError(f"ferplus_weight must be in [0, 1], got {self.ferplus_weight}")
         self.manifest = tuple(self.manifest or ())
         self.balance_by = tuple(self.balance_by or ())
         check_balance(self.balance, self.balance_by, self.balance_power, self.balance_max_ratio)
@@ -104,16 +104,12 @@ class TrainConfig:
             raise unknown_name("device", self.device, ("auto", "cpu", "cuda"))
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         from ..models.factory import ModelConfig  # the backbone registry is PyTorch: training needs it anyway
 
         ModelConfig(backbone=self.backbone, tasks=self.tasks, input_size=self.input_size)  # validates names
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -288,7 +288,7 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             model.backbone.eval()  # frozen batch-norm statistics too
         gen.manual_seed(cfg.seed * 1000 + epoch)
         batches = sampler.epoch(epoch)
-        te, n_seen, loss_sum, part_sums = time.time(), 0, 0.0, {}
+        te, n_seen, part_sums = time.time(), 0, {}
         for step in range(start_step if epoch == start_epoch else 0, len(batches)):
             gstep = epoch * sampler.steps + step
             for g in opt.param_groups:
@@ -305,7 +305,6 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             n_seen += len(x)
-            loss_sum += float(loss.detach()) * len(x) if device.type == "cpu" or step % 50 == 0 else 0.0
             for k, v in parts.items():
                 part_sums[k] = part_sums.get(k, 0.0) + v
             if progress:
