@@ -353,3 +353,54 @@ def test_uncalibrated_model_has_no_calibration_tables(tiny_report, tmp_path):
     section = _section_html(write_report(tiny_report["report"], tmp_path).read_text(), "calibration")
     assert "stores no calibration" in section and "<table" not in section and "after calibration" not in section
     assert section.count('class="chart reliability"') == 3
+
+
+def test_summary_leads_and_groups_too_small_to_compare_are_folded(tiny_report, tmp_path):
+    """The report opens with the headline figure per task and source and the worst group per task; in the
+    fairness tables, groups under min_count (and empty ones) sit in a collapsed <details>, not among the others."""
+    rep = copy.deepcopy(tiny_report["report"])
+    rep["fairness"]["min_count"] = 2
+    html_text = write_report(rep, tmp_path).read_text(encoding="utf-8")
+    assert html_text.index('<section id="summary">') < html_text.index('<section id="data">')
+    summary = _section_html(html_text, "summary")
+    heads = _tables(summary)
+    assert heads["headline"]["age"][2].startswith(f"{rep['metrics']['age']['mae']:.2f}")
+    assert heads["headline"]["gender"][2].startswith(f"{100 * rep['metrics']['gender']['accuracy']:.1f}%")
+    assert "no labels" in heads["headline"]["emotion"][list(rep["by_source"]).index("utkface") + 3]
+    w = rep["fairness"]["tasks"]["gender"]["worst_group"]
+    assert heads["worst-groups"]["gender"][2].startswith(", ".join(f"{k}: {v}" for k, v in w["group"].items()))
+
+    fair = _section_html(html_text, "fairness")
+    for task, tab in rep["fairness"]["tasks"].items():
+        for r in tab.get("rows", []):
+            if r["n"] >= 2 or r.get("value") is None:
+                continue
+            name = ", ".join(f"{k}: {v}" for k, v in r["group"].items())
+            block = fair[fair.index(f"{task} — "):]
+            block = block[block.index(f'data-grouping="{r["grouping"]}"'):]
+            block = block[:block.index('<div class="grouping"') if '<div class="grouping"' in block else None]
+            main_table, _, folded = block.partition("<details")
+            assert f">{name}<" not in main_table and f">{name}<" in folded, (task, name)
+    assert '<details class="folded"' in fair and "too small to compare" in fair and "<details open" not in fair
+
+
+def test_audit_page_charts_each_grouping_with_ci_whiskers(tiny_report, tmp_path):
+    from facemtl.evaluate.report import write_audit
+
+    rep = copy.deepcopy(tiny_report["report"])
+    rep["fairness"]["min_count"] = 2
+    page = write_audit(rep, tmp_path).read_text(encoding="utf-8")
+    assert page.index('id="summary"') < page.index('id="fairness"')
+    charts = re.findall(r'<svg [^>]*class="chart groups"[^>]*aria-label="([^"]*)"[^>]*>(.*?)</svg>', page, re.DOTALL)
+    expected = {}
+    for task, tab in rep["fairness"]["tasks"].items():
+        for r in tab.get("rows", []):
+            if r.get("value") is not None and r["n"] >= 2:
+                expected.setdefault(f"{task}: {'MAE (years)' if task == 'age' else 'accuracy'} by {r['grouping']}",
+                                    []).append(r)
+    assert expected and {label for label, _ in charts} == set(expected)
+    for label, svg in charts:
+        rows = expected[label]
+        assert svg.count("<rect ") - 1 == len(rows)  # one bar a compared group (the first rect is the frame)
+        assert svg.count('class="ci"') == sum(r.get("ci_low") is not None for r in rows)
+    assert "<script" not in page.lower()

@@ -678,7 +678,7 @@ def _fairness_section(fair: Mapping[str, Any], charts: bool = False) -> str:
                                    '<span class="empty">not compared</span>'])
                 else:
                     shown.append([_e(group_name(r["group"])), _e(r["n"]), _e(format_value(metric, r.get("value"))),
-                                  _e(_ci(r, metric)), ""])
+                                  _e(_ci(r, metric))])
             if grouping in keys:  # a single attribute: list its missing values as empty groups
                 seen = {r["group"].get(grouping) for r in rows}
                 for v in group_values(grouping):
@@ -687,7 +687,7 @@ def _fairness_section(fair: Mapping[str, Any], charts: bool = False) -> str:
                                        "n/a", '<span class="empty">empty group</span>'])
             if not shown and not folded:
                 continue
-            body = (_table(["group", "n", metric, "CI", ""], shown, cls="fairness") if shown
+            body = (_table(["group", "n", metric, "CI"], shown, cls="fairness") if shown
                     else f'<p class="empty">no group of {_e(min_count)} or more images</p>')
             if charts and shown:
                 compared = [r for r in rows if r.get("value") is not None and r["n"] >= min_count]
