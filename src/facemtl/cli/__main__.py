@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 a FacemtlError or every file failed, 2 usage, 3 some files
     failed (predict, batch), 130 interrupted)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args._argv = argv  # the command line as given (`facemtl train --nproc-per-node N` relaunches it)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from .._device import resolve_device
@@ -47,15 +48,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-ratio", default=argparse.SUPPRESS,
                    help="mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also with -q)")
+    p.add_argument("--nproc-per-node", type=_positive_int, default=None, metavar="N",
+                   help="train data-parallel on N processes of this machine: relaunches this command through "
+                   "torchrun (the same as `torchrun --standalone --nproc-per-node N -m facemtl train ...`); "
+                   "--batch-size is per process")
     p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` minus ``--nproc-per-node N`` / ``--nproc-per-node=N``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--nproc-per-node", "--nproc_per_node"):
+            skip = True
+        elif not a.startswith(("--nproc-per-node=", "--nproc_per_node=")):
+            out.append(a)
+    return out
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``facemtl <argv>`` on ``nproc`` local processes through torchrun; returns its exit code."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           "-m", "facemtl", *_without_nproc(argv)]
+    try:
+        return subprocess.run(cmd, check=False).returncode
+    except KeyboardInterrupt:  # torchrun passes the signal on to its workers and stops them
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:
     from .._optional import require
 
     require("torch", extra="train")  # training is PyTorch: name the extra instead of an ImportError
+    from ..train.distributed import dist_info, under_torchrun
     from ..train.loop import train
 
+    if args.nproc_per_node is not None and not under_torchrun():  # under torchrun already: the flag is spent
+        return launch(args.nproc_per_node, getattr(args, "_argv", None) or sys.argv[1:])
+    rank = dist_info().rank
+    if rank:  # one progress bar, one result and one set of notes: rank 0's
+        args.no_progress = True
+        if not getattr(args, "verbose", False):  # -v: every rank's debug log
+            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     base = load_yaml_config(args.config, TrainConfig) if args.config else {}
     if "tasks" in args:
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -94,5 +142,6 @@ def run(args: argparse.Namespace) -> int:
     res = train(cfg, progress=progress)
     if bar is not None:
         bar.close()
-    print(json.dumps({k: v for k, v in res.items() if k != "history"}, default=str, indent=1))
+    if not rank:
+        print(json.dumps({k: v for k, v in res.items() if k != "history"}, default=str, indent=1))
     return 0

@@ -22,6 +22,7 @@ from ..tasks import get_task, in_interval
 from .balance import group_weights
 from .config import TrainConfig
 from .data import SourceData, build_sources, gather_records
+from .distributed import DistInfo, dist_info, init_distributed, shard_batches, shard_steps
 from .losses import MultiTaskLoss, regression_head_for
 
 __all__ = ["TrainConfig", "predict_arrays", "quick_metrics", "selection_score", "train"]
@@ -166,19 +167,65 @@ def _set_backbone_trainable(model: torch.nn.Module, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
+def _barrier(dinfo: DistInfo) -> None:
+    if dinfo.enabled:
+        torch.distributed.barrier()
+
+
+def _from_rank0(dinfo: DistInfo, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (a collective: every rank calls it)."""
+    if not dinfo.enabled:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _sync_extra_grads(params: list[torch.nn.Parameter], dinfo: DistInfo) -> None:
+    """Average the gradients of parameters outside the DDP-wrapped model (the loss's learned task weights)."""
+    if not dinfo.enabled or not params:
+        return
+    for p in params:
+        if p.grad is None:  # a task absent from this rank's batch: it still takes part in the sum
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)
+        p.grad /= dinfo.world_size
+
+
 def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
           progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a training run; returns {"best": path, "last": path, "history": [...], ...}.
 
+    Under ``torchrun`` (RANK / WORLD_SIZE in the environment, world size > 1) it trains data-parallel
+    (:mod:`facemtl.train.distributed`): every rank builds the same split and epoch order and trains its own
+    share of the batches; rank 0 alone validates and writes checkpoints, metrics.csv, split.csv and logs.
+
     Args:
         sources: pre-built in-memory data (used by scripts that pack data); default: built from cfg paths.
-        progress: called after every step with {"epoch", "step", "steps", "loss", ...} (CLI progress bar).
+        progress: called after every step with {"epoch", "step", "steps", "loss", ...} (CLI progress bar);
+            on rank 0 only.
     """
+    import torch.distributed as dist
+
+    dinfo = dist_info()
+    if not dinfo.enabled:
+        return _train(cfg, sources, progress, dinfo, _device(cfg.device))
+    owns_group = not dist.is_initialized()
+    device = init_distributed(dinfo, _device(cfg.device))
+    try:
+        return _train(cfg, sources, progress if dinfo.is_main else None, dinfo, device)
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callable[[dict[str, Any]], None] | None,
+           dinfo: DistInfo, device: torch.device) -> dict[str, Any]:
+    main = dinfo.is_main
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -186,8 +233,10 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
         if not cfg.overwrite:
             raise FacemtlError(f"{out} already holds a training run; continue it with --resume, choose another "
                                "--out, or pass --overwrite to replace it")
-        for f in (last_path, best_path, out / "metrics.csv"):
-            f.unlink(missing_ok=True)
+        if main:
+            for f in (last_path, best_path, out / "metrics.csv"):
+                f.unlink(missing_ok=True)
+    _barrier(dinfo)  # every rank has looked at the run folder before rank 0 writes into it
     model_cfg = ModelConfig(backbone=cfg.backbone, tasks=cfg.tasks, input_size=cfg.input_size,
                             shared_dim=cfg.shared_dim, regression_head=regression_head_for(cfg.age_loss),
                             attention=cfg.attention, pretrained=cfg.pretrained)
@@ -207,14 +256,19 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     manifest_sha = None
     counts: dict[str, Any] = {}
     if sources is None:
+        if not main:  # rank 0 goes first: it writes split.csv and fills the crop cache the others then read
+            _barrier(dinfo)
         records, counts, manifest_sha = gather_records(
-            cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.seed, out / "split.csv",
-            fairface=cfg.fairface, celeba_gender=cfg.celeba_gender, source_val_fraction=cfg.source_val_fraction,
-            ferplus=cfg.ferplus_weight > 0)
+            cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.seed,
+            out / "split.csv" if main else None, fairface=cfg.fairface, celeba_gender=cfg.celeba_gender,
+            source_val_fraction=cfg.source_val_fraction, ferplus=cfg.ferplus_weight > 0)
         sources, framed = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers,
                                         cfg.geometry, cfg.framing, cfg.no_face)
+        if main:
+            _barrier(dinfo)
         counts["framing"] = framed
-        log.info("data: %s", json.dumps({k: dict(v) for k, v in counts.items()}))
+        if main:
+            log.info("data: %s", json.dumps({k: dict(v) for k, v in counts.items()}))
     train_src = [s.subset("train") for s in sources]
     val_src = [s.subset("val") for s in sources]
     if sum(len(s) for s in train_src) == 0:
@@ -234,21 +288,32 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     if cfg.balance != "none":
         weights = [group_weights(s.targets, cfg.balance_by, cfg.balance_power, cfg.balance_max_ratio)
                    for s in train_src]
-        for s, w in zip(train_src, weights):
+        for s, w in zip(train_src, weights if main else []):
             log.info("%s: balance=%s by %s, weights %.2f..%.2f", s.name, cfg.balance, ",".join(cfg.balance_by),
                      w.min() if len(w) else 1.0, w.max() if len(w) else 1.0)
     sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed,
                        weights if cfg.balance == "sample" else None, cfg.epoch_size)
     loss_weights = weights if cfg.balance == "reweight" else None
-    total_steps = sampler.steps * cfg.epochs
-    warm = max(1, int(cfg.warmup_epochs * sampler.steps))
+    steps_per_epoch = shard_steps(sampler.steps, dinfo.world_size)  # this rank's steps (all of them: one process)
+    total_steps = steps_per_epoch * cfg.epochs
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
 
-    def lr_at(step: int) -> float:
+    def spent_s() -> float:
+        """Seconds of training so far; rank 0's clock on every rank (the same lr and stop on all of them)."""
+        spent = elapsed_before + time.time() - t0
+        if dinfo.enabled:
+            box = torch.tensor([spent], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+            torch.distributed.broadcast(box, src=0)
+            spent = float(box.item())
+        return spent
+
+    def lr_at(step: int, spent: float | None = None) -> float:
         if step < warm:
             return cfg.lr * (step + 1) / warm
         progress = (step - warm) / max(1, total_steps - warm)
         if cfg.time_budget_min:  # the cosine ends with the budget when time runs out before the epochs do
-            spent = elapsed_before + time.time() - t0
+            if spent is None:
+                spent = elapsed_before + time.time() - t0
             progress = max(progress, spent / (cfg.time_budget_min * 60 * 0.97))
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -263,18 +328,29 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
         start_epoch, start_step = ck["epoch"], ck["step"]
         history, best_score, bad_epochs = ck["history"], ck["best_score"], ck["bad_epochs"]
         elapsed_before = ck.get("elapsed_s", 0.0)
-        log.info("resumed from %s at epoch %d step %d", last_path, start_epoch, start_step)
-    elif cfg.resume:
+        if start_step and ck.get("world_size", 1) != dinfo.world_size:
+            raise FacemtlError(f"{last_path} stopped mid-epoch in a run of {ck.get('world_size', 1)} process(es); "
+                               f"resume it with the same number of processes (this one has {dinfo.world_size})")
+        if main:
+            log.info("resumed from %s at epoch %d step %d", last_path, start_epoch, start_step)
+    elif cfg.resume and main:
         log.warning("--resume given but %s does not exist; starting fresh", last_path)
 
     extra_base = {"train_config": cfg.to_dict(), "data_manifest_sha256": manifest_sha,
                   "data_counts": {k: dict(v) for k, v in counts.items()}}
 
     def save_last(epoch: int, step: int) -> None:
+        if not main:
+            return
         save_checkpoint(last_path, model, geometry=cfg.geometry, framing=cfg.framing, extra={
             **extra_base, "optimizer": opt.state_dict(), "criterion": criterion.state_dict(), "epoch": epoch,
             "step": step, "history": history, "best_score": best_score, "bad_epochs": bad_epochs,
-            "elapsed_s": elapsed_before + time.time() - t0})
+            "elapsed_s": elapsed_before + time.time() - t0, "world_size": dinfo.world_size})
+        log.debug("rank %d wrote %s", dinfo.rank, last_path)
+
+    crit_params = list(criterion.parameters())
+    ddp: torch.nn.Module | None = None
+    ddp_frozen: bool | None = None
 
     last_ck = time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -283,25 +359,33 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
     for epoch in range(start_epoch, cfg.epochs):
         frozen = epoch < cfg.freeze_epochs
         _set_backbone_trainable(model, not frozen)
-        model.train()
+        if dinfo.enabled and frozen != ddp_frozen:  # DDP syncs the parameters that train: rewrap when they change
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            ddp_frozen = frozen
+        net = ddp if ddp is not None else model
+        net.train()
         if frozen:
             model.backbone.eval()  # frozen batch-norm statistics too
-        gen.manual_seed(cfg.seed * 1000 + epoch)
-        batches = sampler.epoch(epoch)
+        gen.manual_seed(cfg.seed * 1000 + epoch + 7919 * dinfo.rank)  # each rank its own augmentations
+        batches = shard_batches(sampler.epoch(epoch), dinfo.rank, dinfo.world_size)
         te, n_seen, part_sums = time.time(), 0, {}
         for step in range(start_step if epoch == start_epoch else 0, len(batches)):
-            gstep = epoch * sampler.steps + step
+            gstep = epoch * steps_per_epoch + step
+            spent = spent_s() if cfg.time_budget_min and dinfo.enabled else None
             for g in opt.param_groups:
-                g["lr"] = lr_at(gstep)
+                g["lr"] = lr_at(gstep, spent)
             x, targets, sample_weight = _make_batch(train_src, batches[step], size, cfg.augment, device, gen,
                                                     loss_weights)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                outputs = model(x)
+                outputs = net(x)
             loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets, sample_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            _sync_extra_grads(crit_params, dinfo)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             n_seen += len(x)
@@ -314,29 +398,45 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
             if time.time() - last_ck > cfg.checkpoint_every_min * 60:
                 save_last(epoch, step + 1)
                 last_ck = time.time()
-            if cfg.time_budget_min and (elapsed_before + time.time() - t0) > cfg.time_budget_min * 60:
+            if cfg.time_budget_min and (
+                    (spent_s() if dinfo.enabled else elapsed_before + time.time() - t0) > cfg.time_budget_min * 60):
                 stopped = "time budget"
                 break
         start_step = 0
         train_s = time.time() - te
-        val = quick_metrics(model, val_src, size, device, cfg.val_flip_tta)
-        score = selection_score(val)
-        row = {"epoch": epoch + 1, "train_s": round(train_s, 1), "images_per_s": round(n_seen / max(train_s, 1e-6), 1),
-               "lr": lr_at(epoch * sampler.steps + len(batches) - 1), "frozen": frozen,
-               **{f"train_loss/{k}": round(v / max(1, len(batches)), 4) for k, v in part_sums.items()},
-               **{f"val/{k}": round(v, 4) for k, v in val.items()}, "val/score": round(score, 4)}
+        n_batches = len(batches)
+        if dinfo.enabled:  # the epoch's loss and throughput over every rank's batches
+            shares: list[Any] = [None] * dinfo.world_size
+            torch.distributed.all_gather_object(shares, (n_seen, part_sums, n_batches))
+            n_seen, n_batches, part_sums = sum(s[0] for s in shares), sum(s[2] for s in shares), {}
+            for _, sums, _ in shares:
+                for k, v in sums.items():
+                    part_sums[k] = part_sums.get(k, 0.0) + v
+        row, val, score = None, {}, 0.0
+        if main:  # validation on rank 0; the others wait for its result
+            val = quick_metrics(model, val_src, size, device, cfg.val_flip_tta)
+            score = selection_score(val)
+            row = {"epoch": epoch + 1, "train_s": round(train_s, 1),
+                   "images_per_s": round(n_seen / max(train_s, 1e-6), 1),
+                   "lr": lr_at(epoch * steps_per_epoch + len(batches) - 1), "frozen": frozen,
+                   **{f"train_loss/{k}": round(v / max(1, n_batches), 4) for k, v in part_sums.items()},
+                   **{f"val/{k}": round(v, 4) for k, v in val.items()}, "val/score": round(score, 4)}
+        row, score = _from_rank0(dinfo, (row, score))
         history.append(row)
         improved = score > best_score
         if improved:
             best_score, bad_epochs = score, 0
-            save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing,
-                            extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
+            if main:
+                save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing,
+                                extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
+                log.debug("rank %d wrote %s", dinfo.rank, best_path)
         else:
             bad_epochs += 1
         save_last(epoch + 1, 0)
         last_ck = time.time()
-        _append_csv(metrics_csv, row)
-        log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+        if main:
+            _append_csv(metrics_csv, row)
+            log.info("epoch %d: %s", epoch + 1, json.dumps(row))
         if progress:
             progress({"epoch_end": row})
         if stopped != "completed":
@@ -344,8 +444,9 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
         if bad_epochs >= cfg.patience:
             stopped = "early stopping"
             break
-    if not best_path.exists():
+    if main and not best_path.exists():
         save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing, extra=extra_base)
+    _barrier(dinfo)  # every file is written before any rank returns
     return {"best": str(best_path), "last": str(last_path), "history": history, "stopped": stopped,
             "best_score": best_score, "data_counts": counts, "elapsed_s": elapsed_before + time.time() - t0}
 
