@@ -83,17 +83,22 @@ def model_device(args: argparse.Namespace) -> str:
     return resolve_device_name(getattr(args, "device", "cpu"), backend)
 
 
+def analyzer_kwargs(args: argparse.Namespace, keep_image: bool = False) -> dict[str, Any]:
+    """The keyword arguments of :meth:`FaceAnalyzer.from_checkpoint` that :func:`add_analyzer_args` flags give
+    (``path`` included; the device resolved first: a missing GPU is one clear error before any loading)."""
+    device = model_device(args)
+    det_opts = {"min_score": args.min_score} if args.min_score is not None else {}
+    return dict(path=args.model, detector=args.detector, device=device, tasks=args.tasks, threads=args.threads,
+                detector_options=det_opts, min_face=args.min_face, max_faces=args.max_faces,
+                largest_only=args.largest_only, batch_size=args.batch_size, keep_image=keep_image,
+                flip_tta=args.flip_tta, max_pixels=args.max_pixels, age_interval=args.age_interval,
+                min_quality=args.min_quality)
+
+
 def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
     from ..analyzer import FaceAnalyzer
 
-    device = model_device(args)  # before any loading: a missing GPU is one clear error
-    det_opts = {"min_score": args.min_score} if args.min_score is not None else {}
-    return FaceAnalyzer.from_checkpoint(args.model, detector=args.detector, device=device, tasks=args.tasks,
-                                        threads=args.threads, detector_options=det_opts, min_face=args.min_face,
-                                        max_faces=args.max_faces, largest_only=args.largest_only,
-                                        batch_size=args.batch_size, keep_image=keep_image, flip_tta=args.flip_tta,
-                                        max_pixels=args.max_pixels, age_interval=args.age_interval,
-                                        min_quality=args.min_quality)
+    return FaceAnalyzer.from_checkpoint(**analyzer_kwargs(args, keep_image))
 
 
 def link_problem(path: str | Path) -> str | None:

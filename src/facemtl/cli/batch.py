@@ -54,7 +54,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-retry-failed", action="store_true", help="when resuming, keep the error rows of files "
                    "that failed and skip them (default: analyse them again, replacing their error rows)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r = p.add_argument_group("engine", "where the files are analysed: here (local), or on Ray Data (ray: one model "
+                                       "per actor; needs facemtl[ray])")
+    r.add_argument("--engine", choices=("local", "ray"), default="local", help="default: %(default)s")
+    r.add_argument("--ray-address", metavar="ADDR", help="connect to this running Ray cluster (default: start a "
+                   "local Ray for the run)")
+    r.add_argument("--ray-cpus", type=_positive, metavar="N", help="CPUs of the local Ray (default: all)")
+    r.add_argument("--ray-concurrency", type=_positive, metavar="K", help="actors, each with one model "
+                   "(default: one per CPU of the Ray cluster)")
+    r.add_argument("--ray-batch-size", type=_positive, metavar="B", help="files per actor call (default: 16)")
     p.set_defaults(func=run)
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return n
 
 
 def partial_path(out: Path) -> Path:
@@ -294,9 +313,38 @@ class _RowWriter:
 
 
 def _csv_text(res, columns: list[str]) -> str:
+    return _rows_text(csv_rows(res), columns)
+
+
+def _rows_text(rows: list[dict], columns: list[str]) -> str:
+    """One file's table rows as the batch CSV writes them."""
     buf = io.StringIO()
-    csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator=_CSV_END).writerows(csv_rows(res))
+    csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator=_CSV_END).writerows(rows)
     return buf.getvalue()
+
+
+class _LocalEngine:
+    """``--engine local``: the files analysed in this process; (text, n_faces, failed) per file, in order."""
+
+    def __init__(self, analyzer, jsonl: bool) -> None:
+        self.analyzer, self.jsonl = analyzer, jsonl
+
+    def results(self, files: list[str]) -> Iterator[tuple[str, int, bool]]:
+        columns = csv_columns()
+        for res in analyze_files(self.analyzer, files):
+            text = _json_text(res) if self.jsonl else _csv_text(res, columns)
+            yield text, len(getattr(res, "faces", [])), not hasattr(res, "faces")
+
+    def close(self) -> None:
+        pass
+
+
+def _engine(args: argparse.Namespace, jsonl: bool):
+    if getattr(args, "engine", "local") == "ray":
+        from ..batch_ray import RayEngine
+
+        return RayEngine(args, jsonl)
+    return _LocalEngine(build_analyzer(args), jsonl)
 
 
 def _json_text(res) -> str:
@@ -315,6 +363,8 @@ def run(args: argparse.Namespace) -> int:
     parquet = out.suffix == ".parquet"
     if parquet:
         require("pyarrow.parquet", extra="parquet", package="pyarrow")  # before any work
+    if getattr(args, "engine", "local") == "ray":
+        require("ray", extra="ray")
     files = expand_inputs(args.inputs, args.recursive)
     check_output_file(out, "--out")  # before the model loads: one clear error, not a traceback after it
     with output_lock(out):
@@ -344,7 +394,7 @@ def _run_locked(args: argparse.Namespace, out: Path, files: list[str], parquet: 
             _finish_parquet(sink, out)
         note(args, f"nothing to do: every file is already in {out} (--overwrite starts anew)")
         return _exit_code(args, out, len(failed & wanted), len(wanted))
-    analyzer = build_analyzer(args)
+    engine = _engine(args, sink.suffix == ".jsonl")  # the model, or Ray started (or connected): errors first
     if from_parquet:
         try:
             parquet_to_csv(out, sink)  # resume: the rows so far, then the new ones; converted back at the end
@@ -368,17 +418,18 @@ def _run_locked(args: argparse.Namespace, out: Path, files: list[str], parquet: 
             buf = io.StringIO()
             csv.DictWriter(buf, columns, lineterminator=_CSV_END).writeheader()
             writer.write(buf.getvalue(), counts=False)
-        for res in analyze_files(analyzer, todo):
+        for text, faces, bad in engine.results(todo):
             # One write per file, on disk at once: a file is there whole or not at all (resume redoes it).
-            writer.write(_json_text(res) if sink.suffix == ".jsonl" else _csv_text(res, columns))
+            writer.write(text)
             n_img += 1
-            n_err += 0 if hasattr(res, "faces") else 1
-            n_faces += len(getattr(res, "faces", []))
+            n_err += bad
+            n_faces += faces
             if bar is not None:
                 bar.update(1)
     finally:
         if writer is not None:
             writer.close()
+        engine.close()
         if bar is not None:
             bar.close()
         if parquet and sink.exists():
