@@ -47,7 +47,7 @@ def main() -> None:
                  ("ray, 2 actors", ["--engine", "ray", "--ray-cpus", str(os.cpu_count()), "--ray-concurrency", "2"])]
         print(f"{len(files)} UTKFace crops, --detector none, model {a.model or 'default (ONNX Runtime)'}, "
               f"{os.cpu_count()} CPU(s)\n")
-        print(f"| engine | seconds | images/s |\n|---|---:|---:|")
+        print("| engine | seconds | images/s |\n|---|---:|---:|")
         for name, extra in cases:
             s = run(folder, Path(tmp) / "out.csv", extra, a.model)
             print(f"| {name} | {s:.1f} | {len(files) / s:.1f} |", flush=True)
