@@ -7,14 +7,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import UTKFACE, WILD, FakeDetector, needs_data
 from PIL import Image
 
-from conftest import UTKFACE, WILD, FakeDetector, needs_data
 from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer, ItemError, decode_outputs
 from facemtl.detect.base import Detection
 from facemtl.errors import InvalidInputError, UnknownNameError
 from facemtl.results import SCHEMA_VERSION, Box, Face, ImageResult, Prediction
-from facemtl.tasks import AGE_GROUPS, age_group, get_task, list_tasks
+from facemtl.tasks import AGE_GROUPS, age_group, get_task, list_tasks, most_probable_group
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_result_types_and_boxes(analyzer, face_image, fake_detector):
                 assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-5)
             else:
                 lo, hi = spec.value_range
-                assert lo <= pred.value <= hi and pred.label == age_group(pred.value)
+                assert lo <= pred.value <= hi and pred.label == most_probable_group(pred.probs)
     assert set(res.timings_ms) == {"load", "detect", "crop", "predict"}
 
 
@@ -188,13 +188,19 @@ def test_decode_outputs_age_group_probabilities_sum_to_one():
         age = face["age"]
         assert list(age.probs) == [g for g, _ in AGE_GROUPS]
         assert sum(age.probs.values()) == pytest.approx(1.0, abs=1e-5)
-        assert age.label == age_group(age.value)
+        assert age.label == max(age.probs, key=age.probs.get)  # the one rule: the most probable group
     # all the mass on 35 years: the 30-39 group gets it all
     raw["age"] = torch.full((1, 101), -1e4)
     raw["age"][0, 35] = 0
     one = decode_outputs(specs[:1], {"age": raw["age"]})[0]["age"]
     assert one.value == pytest.approx(35.0, abs=1e-3) and one.label == "30-39"
     assert one.probs["30-39"] == pytest.approx(1.0)
+    # a skewed distribution: its expected age (about 68) is in 60-69, but 70+ holds the most probability -> "70+"
+    raw["age"] = torch.full((1, 101), -1e4)
+    for year, logit in ((55, 0.0), (66, 0.4), (75, 0.9)):
+        raw["age"][0, year] = logit
+    skew = decode_outputs(specs[:1], {"age": raw["age"]})[0]["age"]
+    assert age_group(skew.value) == "60-69" and skew.label == "70+" and skew.probs["70+"] > skew.probs["60-69"]
     # a scalar head has no probabilities
     scalar = decode_outputs(specs[:1], {"age": torch.tensor([[0.25]])})[0]["age"]
     assert scalar.probs is None and scalar.value == pytest.approx(25.0) and scalar.label == "20-29"

@@ -289,3 +289,14 @@ def test_flatten_and_format() -> None:
     assert "accuracy 50.0%" in text and "positive: female" in text
     assert "rows true, columns predicted" in text and "female" in text
     assert "no labelled samples for task 'emotion'" in text
+
+
+def test_age_group_accuracy_counts_the_reported_group_when_given():
+    from facemtl.evaluate.metrics import age_group_accuracy
+
+    true = np.array([68.0, 75.0, np.nan, 30.0])
+    pred = np.array([68.0, 68.0, 10.0, 31.0])  # the estimates' groups: 60-69, 60-69, -, 30-39
+    assert age_group_accuracy(true, pred) == pytest.approx(2 / 3)
+    # the model's own (most probable) groups: 70+, 70+, -, 30-39 -> the 75-year-old right, the 68-year-old wrong
+    assert age_group_accuracy(true, pred, pred_groups=["70+", "70+", "0-2", "30-39"]) == pytest.approx(2 / 3)
+    assert age_group_accuracy(true, pred, pred_groups=["60-69", "70+", "0-2", "30-39"]) == pytest.approx(1.0)

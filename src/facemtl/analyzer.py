@@ -21,7 +21,7 @@ from .models.base import FaceModel, as_face_model, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
 from .quality import DEFAULT_RULES, assess, check_min_quality
 from .results import Box, Face, ImageResult, Prediction
-from .tasks import AGE_GROUPS, TaskSpec, age_group
+from .tasks import AGE_GROUP_NAMES, TaskSpec, age_group, group_probabilities, most_probable_group
 
 __all__ = ["FaceAnalyzer", "AnalyzerOptions", "decode_outputs", "ItemError"]
 
@@ -73,15 +73,6 @@ class ItemError:
     error: str
 
 
-def _age_group_probs(bin_probs: np.ndarray, spec: TaskSpec) -> dict[str, float]:
-    centers = spec.bin_centers()
-    out = {}
-    for i, (name, lo) in enumerate(AGE_GROUPS):
-        hi = AGE_GROUPS[i + 1][1] if i + 1 < len(AGE_GROUPS) else float("inf")
-        out[name] = float(bin_probs[(centers >= lo) & (centers < hi)].sum())
-    return out
-
-
 def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: Calibration | None = None,
                    level: float = DEFAULT_LEVEL) -> list[dict[str, Prediction]]:
     """Raw head outputs {task: (B, W)} -> one {task: Prediction} per face, labels from the TaskSpecs.
@@ -97,6 +88,8 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: 
         if spec.kind == "classification" and calibration is not None and spec.name in calibration.temperatures:
             probs = calibration.probabilities(spec.name, raw[spec.name])
         lows = highs = None
+        groups = group_probabilities(probs, spec.bin_centers()) if (probs is not None and spec.name == "age") \
+            else None
         if spec.name == "age" and calibration is not None and calibration.age is not None:
             lows, highs = calibration.age.intervals(np.asarray(values, dtype=float), level)
         for i in range(n):
@@ -108,8 +101,10 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: 
                                                     {lab: float(p[j]) for j, lab in enumerate(spec.labels)})
             else:
                 v = float(values[i])
-                group_probs = _age_group_probs(probs[i], spec) if (probs is not None and spec.name == "age") else None
-                label = age_group(v) if spec.name == "age" else None
+                group_probs = dict(zip(AGE_GROUP_NAMES, map(float, groups[i]))) if groups is not None else None
+                label = None
+                if spec.name == "age":  # one rule: the most probable group (a scalar head: the estimate's group)
+                    label = most_probable_group(group_probs) if group_probs is not None else age_group(v)
                 lo, hi = (float(lows[i]), float(highs[i])) if lows is not None else (None, None)
                 per_face[i][spec.name] = Prediction(spec.name, label, v, group_probs, lo, hi,
                                                     level if lo is not None else None)

@@ -21,7 +21,10 @@ __all__ = [
     "list_tasks",
     "resolve_tasks",
     "AGE_GROUPS",
+    "AGE_GROUP_NAMES",
     "age_group",
+    "group_probabilities",
+    "most_probable_group",
     "AGE_BANDS",
     "age_band",
     "in_interval",
@@ -55,6 +58,29 @@ def age_group(years: float) -> str:
     """Map an age in years to one of the 9 MISSION.md groups (0-2 ... 70+)."""
     # Groups are defined on whole years: 2.6 years is still in "0-2".
     return _bucket(_whole_years(years), AGE_GROUPS)
+
+
+AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _ in AGE_GROUPS)
+
+
+def group_probabilities(bin_probs: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(N, num_bins) age-bin probabilities -> (N, 9) probabilities of the :data:`AGE_GROUPS` (whole years)."""
+    bin_probs = np.atleast_2d(np.asarray(bin_probs, dtype=np.float64))
+    edges = [lo for _, lo in AGE_GROUPS[1:]]
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), np.floor(centers), side="right")
+    out = np.zeros((bin_probs.shape[0], len(AGE_GROUPS)))
+    np.add.at(out.T, idx, bin_probs.T)
+    return out
+
+
+def most_probable_group(group_probs: Any) -> str:
+    """THE age-group rule, used by every output (label, CSV ``age_group``, page, video, evaluate's age-group
+    accuracy): the group the model puts the most probability on. (The age in years is the expected value of the
+    distribution: for a skewed distribution it can sit in a neighbouring group.) A {group: p} dict or an array in
+    :data:`AGE_GROUPS` order; ties go to the younger group."""
+    if isinstance(group_probs, dict):
+        return max(AGE_GROUP_NAMES, key=lambda g: (group_probs.get(g, 0.0), -AGE_GROUP_NAMES.index(g)))
+    return AGE_GROUP_NAMES[int(np.argmax(np.asarray(group_probs)))]
 
 
 def age_band(years: float) -> str:

@@ -42,7 +42,7 @@ from ._video_io import X264_PRESETS, BackgroundWorker, H264Writer, Prefetcher, V
 from .detect.base import Detection
 from .errors import ConfigError, InvalidInputError
 from .results import Box, Face, ImageResult, Prediction
-from .tasks import TaskSpec, age_group
+from .tasks import TaskSpec, age_group, most_probable_group
 from .track import ByteTracker, Track
 
 __all__ = [
@@ -292,7 +292,7 @@ class AttributeSmoother:
                 label = max(probs, key=probs.__getitem__)  # first label wins a tie, as argmax does
                 out[name] = Prediction(name, label, probs[label], probs)
             else:
-                label = age_group(value) if name == "age" else pred.label
+                label = (most_probable_group(probs) if probs else age_group(value)) if name == "age" else pred.label
                 out[name] = Prediction(name, label, value, probs, low, high, pred.level)
         return out
 

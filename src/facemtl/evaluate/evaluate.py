@@ -170,7 +170,8 @@ def _crop_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: l
 
 def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], records: list[Record],
                    progress: Callable[[int, int], None] | None, level: float = 0.9
-                   ) -> tuple[list[int], dict[str, Any], Counter, tuple[np.ndarray, np.ndarray] | None]:
+                   ) -> tuple[list[int], dict[str, Any], Counter, tuple[np.ndarray, np.ndarray] | None,
+                              list[str] | None]:
     """Photo path: exactly what ``facemtl predict --detector NAME`` does (a FaceAnalyzer around the model already
     loaded); the largest face of each image is the labelled one. Returns (indices of the records with a face,
     {task: (values, probs)}, failure counts)."""
@@ -206,12 +207,15 @@ def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], record
     intervals = None
     if faces and "age" in faces[0] and faces[0]["age"].low is not None:
         intervals = (np.array([f["age"].low for f in faces], float), np.array([f["age"].high for f in faces], float))
-    return kept, out, failed, intervals
+    groups = [f["age"].label for f in faces] if faces and "age" in faces[0] else None
+    return kept, out, failed, intervals, groups
 
 
-def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
-    """Ages labelled by a bin [lo, hi): the share of predictions inside the bin (whole years, as the age groups
-    count), the age-group accuracy, and the mean distance in years to the bin (0 inside)."""
+def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     pred_groups: list[str] | None = None) -> dict[str, Any]:
+    """Ages labelled by a bin [lo, hi): the share of predicted ages inside the bin (whole years, as the age groups
+    count), the age-group accuracy (the reported group, ``pred_groups``, against the bin's group; without it the
+    predicted age's group), and the mean distance in years to the bin (0 inside)."""
     from ..tasks import age_group, in_interval
 
     m = ~np.isnan(lo)
@@ -220,7 +224,8 @@ def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> 
     p, lo, hi = np.floor(pred_years[m]), lo[m], hi[m]
     inside = in_interval(pred_years[m], lo, hi)
     true_groups = [age_group(v) for v in lo]
-    pred_groups = [age_group(v) for v in pred_years[m]]
+    pred_groups = [g for g, k in zip(pred_groups, m) if k] if pred_groups is not None else \
+        [age_group(v) for v in pred_years[m]]
     dist = np.maximum(lo - p, 0) + np.maximum(p - (hi - 1), 0)
     return {"n": int(m.sum()), "in_bin": float(inside.mean()),
             "group_accuracy": float(np.mean([a == b for a, b in zip(true_groups, pred_groups)])),
@@ -263,11 +268,13 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     path, meta = str(file), model.metadata
     records, counts, (seed, vf, svf) = held_out_records(cfg, meta)
     from ..calibration import Calibration, check_level
+    from ..tasks import group_probabilities, most_probable_group
 
     level = check_level(cfg.age_interval)
     calibration = Calibration.from_dict(meta.get("calibration"))
     specs = list(model.tasks)
     raw_probs: dict[str, np.ndarray] = {}  # uncalibrated softmax, for the before/after figures
+    age_groups: list[str] | None = None
     intervals: tuple[np.ndarray, np.ndarray] | None = None
     if cfg.detector in (None, "", "none"):
         kept, raw, failed = _crop_path(cfg, model, meta, records, progress)
@@ -280,9 +287,11 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
                     probs = calibration.probabilities(spec.name, raw[spec.name])
             if spec.name == "age" and calibration is not None and calibration.age is not None and kept:
                 intervals = calibration.age.intervals(np.asarray(values, float), level)
+            if spec.name == "age" and probs is not None and kept:  # the label every output reports
+                age_groups = [most_probable_group(g) for g in group_probabilities(probs, spec.bin_centers())]
             decoded[spec.name] = (values, probs if spec.kind == "classification" else None)
     else:
-        kept, decoded, failed, intervals = _detector_path(cfg, model, meta, records, progress, level)
+        kept, decoded, failed, intervals, age_groups = _detector_path(cfg, model, meta, records, progress, level)
     if not kept:
         raise FacemtlError("no image could be read" if not failed or "unreadable" in failed and len(failed) == 1
                            else f"no face in any image: {dict(failed)}")
@@ -291,8 +300,8 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     extra = extra_targets(ok)
     preds = {name: v for name, (v, _) in decoded.items()}
     all_probs = {name: p for name, (_, p) in decoded.items() if p is not None}
-    metrics = _task_metrics(specs, targets, preds, all_probs, extra, np.arange(len(ok)))
-    by_source = {src: _task_metrics(specs, targets, preds, all_probs, extra, np.array(idx))
+    metrics = _task_metrics(specs, targets, preds, all_probs, extra, np.arange(len(ok)), age_groups)
+    by_source = {src: _task_metrics(specs, targets, preds, all_probs, extra, np.array(idx), age_groups)
                  for src, idx in _by_source(ok).items()}
     fair_records = build_records(targets, preds, tasks=[s.name for s in specs])
     # Every task of the model gets a table; one without labels carries the metrics' "task skipped" note.
@@ -353,15 +362,19 @@ def format_by_source(report: dict[str, Any]) -> str:
 
 
 def _task_metrics(specs: list, targets: dict[str, np.ndarray], preds: dict[str, np.ndarray],
-                  probs: dict[str, np.ndarray], extra: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, Any]:
-    """Every metric of every task on the rows ``idx``, plus interval (age bin) and FER+ label-set metrics."""
+                  probs: dict[str, np.ndarray], extra: dict[str, np.ndarray], idx: np.ndarray,
+                  age_groups: list[str] | None = None) -> dict[str, Any]:
+    """Every metric of every task on the rows ``idx``, plus interval (age bin) and FER+ label-set metrics.
+    ``age_groups``: the age-group labels the model reported (its most probable group), aligned with the rows."""
     out: dict[str, Any] = {}
     for spec in specs:
         p = probs.get(spec.name)
+        groups = [age_groups[i] for i in idx] if (age_groups is not None and spec.name == "age") else None
         out[spec.name] = compute_task_metrics(spec, targets[spec.name][idx], preds[spec.name][idx],
-                                              None if p is None else p[idx])
+                                              None if p is None else p[idx], pred_groups=groups)
         if spec.kind == "regression" and f"{spec.name}_lo" in extra:
-            iv = interval_metrics(preds[spec.name][idx], extra[f"{spec.name}_lo"][idx], extra[f"{spec.name}_hi"][idx])
+            iv = interval_metrics(preds[spec.name][idx], extra[f"{spec.name}_lo"][idx], extra[f"{spec.name}_hi"][idx],
+                                  groups)
             if iv["n"]:
                 out[spec.name]["interval"] = iv
         soft = extra.get(f"{spec.name}_soft")

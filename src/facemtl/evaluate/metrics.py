@@ -313,17 +313,28 @@ def mae_by_band(
 
 
 @register_metric("age_group_accuracy")
-def age_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable = AGE_GROUPS) -> float:
-    """Share of samples whose predicted age falls in the true age's group (``tasks.age_group``).
+def age_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable = AGE_GROUPS,
+                       pred_groups: Sequence[str] | None = None) -> float:
+    """Share of samples whose predicted age group is the true age's group (``tasks.age_group``).
 
     Args:
         y_true: true ages in years; NaN = missing.
-        y_pred: predicted ages in years.
+        y_pred: predicted ages in years (their group is the prediction when ``pred_groups`` is None).
         groups: (label, lower bound) table; default the 9 MISSION.md groups.
+        pred_groups: the predicted group names, aligned with ``y_true``, when the model says them itself
+            (:func:`facemtl.tasks.most_probable_group`, the label every output reports).
 
     Returns:
         The share in [0, 1], or NaN when no value is labelled.
     """
+    if pred_groups is not None:
+        t = _as_array(y_true, float).reshape(-1)
+        keep = ~np.isnan(t)
+        if not keep.any():
+            return _NAN
+        names = [name for name, _ in groups]
+        pred_idx = np.array([names.index(g) for g, k in zip(pred_groups, keep) if k])
+        return float(np.mean(_bucket_indices(t[keep], groups) == pred_idx))
     t, p = _regression_inputs(y_true, y_pred)
     if not t.size:
         return _NAN
@@ -557,7 +568,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def _regression_report(
-    y_true: ArrayLike, y_pred: ArrayLike, bands: AgeTable | None, groups: AgeTable | None
+    y_true: ArrayLike, y_pred: ArrayLike, bands: AgeTable | None, groups: AgeTable | None,
+    pred_groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     t, p = _regression_inputs(y_true, y_pred)
     if not t.size:
@@ -576,7 +588,8 @@ def _regression_report(
     if bands is not None:
         out["mae_by_band"] = mae_by_band(t, p, bands)
     if groups is not None:
-        out["age_group_accuracy"] = age_group_accuracy(t, p, groups)
+        out["age_group_accuracy"] = age_group_accuracy(y_true, y_pred, groups, pred_groups) if pred_groups \
+            is not None else age_group_accuracy(t, p, groups)
         out["mae_by_group"] = mae_by_band(t, p, groups)  # the 9 finer groups of the true age (0-2 ... 70+)
     return out
 
@@ -628,6 +641,7 @@ def compute_task_metrics(
     bands: AgeTable | None = AGE_BANDS,
     groups: AgeTable | None = AGE_GROUPS,
     n_bins: int = 15,
+    pred_groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every MISSION.md metric for one task, chosen by ``spec.kind``, as a JSON-ready dict.
 
@@ -642,6 +656,8 @@ def compute_task_metrics(
         bands: regression: the table for ``mae_by_band`` (years); None skips it.
         groups: regression: the table for ``age_group_accuracy``; None skips it.
         n_bins: calibration bins.
+        pred_groups: regression: the predicted group names (the model's most probable group); None: the
+            group of each predicted value.
 
     Returns:
         Plain Python values only; undefined numbers are None. With nothing labelled:
@@ -667,7 +683,7 @@ def compute_task_metrics(
             logger.debug("probs ignored for regression task %r", spec.name)
         if y_pred is None:
             raise InvalidInputError(f"y_pred is required for regression task {spec.name!r}")
-        report = _regression_report(y_true, y_pred, bands, groups)
+        report = _regression_report(y_true, y_pred, bands, groups, pred_groups)
     else:
         report = _classification_report(spec, y_true, y_pred, probs, n_bins)
     if report["n"] == 0:
