@@ -98,7 +98,7 @@ def test_report_renders_sections_images_and_charts(tiny_report, tmp_path):  # no
 
 
 @pytest.mark.timeout(200)
-def test_docs_render_offline_in_chromium(tiny_model, fake_detector):
+def test_docs_render_offline_in_chromium(tiny_model, fake_detector, tmp_path):
     """Swagger UI draws the API's operations with no network but the service's own (its assets are local)."""
     pytest.importorskip("fastapi")
     from browser_check import headless, serving
@@ -106,7 +106,12 @@ def test_docs_render_offline_in_chromium(tiny_model, fake_detector):
     from facemtl.analyzer import FaceAnalyzer
     from facemtl.serve.app import create_app
 
+    from browser_check import png_std
+
+    shot = tmp_path / "docs.png"
     with serving(create_app(FaceAnalyzer(tiny_model, fake_detector, 64))) as url:
         dom = headless(chromium(), f"{url}/docs", budget_ms=20000).stdout
+        headless(chromium(), f"{url}/docs", screenshot=shot, budget_ms=20000)
     assert "swagger-ui" in dom and "opblock" in dom, dom[:500]  # operations rendered by the bundled script
     assert "/predict/batch" in dom and "/explain" in dom
+    assert png_std(shot) > 5.0  # the screenshot shows the rendered page, not a blank one
