@@ -149,3 +149,18 @@ def test_missing_ray_names_the_extra(monkeypatch, folder, tmp_path, capsys):
         from facemtl.batch_ray import analyze_dataset
 
         analyze_dataset(["x.png"])
+
+
+def test_ray_batch_survives_a_dying_actor(ray_local, folder, tmp_path, monkeypatch, capsys):
+    """An actor dies mid-run (os._exit(1), the actor's test hook, at its first batch): Ray restarts it and
+    retries the batch, and the output still has every file once, with the local batch's rows."""
+    root, src, ckpt = folder
+    local, ray_out, marker = tmp_path / "local.csv", tmp_path / "ray.csv", tmp_path / "died"
+    assert main(_args(src, ckpt, local)) == 3
+    monkeypatch.setenv("FACEMTL_TEST_ACTOR_EXIT_ONCE", str(marker))
+    assert main(_args(src, ckpt, ray_out, "--engine", "ray", "--ray-concurrency", "2", "--ray-batch-size", "8")) == 3
+    assert marker.exists()  # an actor did die
+    a, b = _csv(local), _csv(ray_out)  # _csv: no (file, face) twice
+    assert set(a) == set(b) and len({f for f, _ in b}) == N_GOOD + len(BROKEN)
+    for key, row in a.items():
+        assert all(_same(row[c], b[key][c]) for c in row), key

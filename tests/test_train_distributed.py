@@ -17,12 +17,13 @@ from facemtl.models import load_checkpoint
 from facemtl.train.distributed import dist_info, shard_batches, shard_steps
 
 
-def _run(args: list[str], timeout: float = 150.0) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: float = 150.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m facemtl ARGS`` in its own process group, killed with every worker if it hangs."""
     proc = subprocess.Popen([sys.executable, "-m", "facemtl", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={k: v for k, v in os.environ.items()
-                                 if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")})
+                                 if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+                            | (env or {}))
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -65,6 +66,35 @@ def test_two_process_training_via_cli_shortcut(tmp_path, tiny_dataset):
     assert _epochs(out) == ["1", "2", "3"]
     assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 3
     load_checkpoint(out / "last.pt")
+
+
+def test_a_rank_that_dies_stops_the_run_and_resume_finishes_it(tmp_path, tiny_dataset):
+    """Rank 1 dies (os._exit(17), the loop's test hook) at its first step of epoch 2: the run stops with one line
+    naming the rank and the checkpoint; epoch 1's last.pt and metrics row are intact; --resume completes it."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["train", "--utkface", str(tiny_dataset.utkface), "--fer2013", str(tiny_dataset.fer2013),
+            "--backbone", "tiny", "--no-pretrained", "--input-size", "32", "--batch-size", "2", "--out", str(out),
+            "--no-progress", "--cache-dir", str(cache), "--val-fraction", "0.25", "--nproc-per-node", "2",
+            "--epochs", "2"]
+    # the tiny split trains 5 batches an epoch: 2 steps per rank, so global step 2 is rank 1's first of epoch 2
+    res = _run(args, env={"FACEMTL_TEST_KILL_RANK_AT_STEP": "1:2"})
+    assert res.returncode == 1, res.stderr[-3000:]
+    last = out / "last.pt"
+    line = "facemtl train: error: training process rank 1 failed (exit code 17)"
+    assert res.stderr.strip().splitlines()[-1].startswith(line), res.stderr[-3000:]
+    assert f"the run's last checkpoint is {last} (epoch 1): rerun with --resume" in res.stderr.splitlines()[-1]
+    assert "Traceback" not in res.stderr.splitlines()[-1]
+    ck = torch.load(last, weights_only=False)  # epoch 1's, whole
+    assert ck["epoch"] == 1 and ck["step"] == 0 and len(ck["history"]) == 1
+    load_checkpoint(last)
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1"] and rows[0]["val/score"]
+    assert not list(out.glob("*.tmp"))
+    res = _run(args + ["--resume"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _epochs(out) == ["1", "2"]
+    assert torch.load(last, weights_only=False)["epoch"] == 2
 
 
 def test_nproc_per_node_must_be_positive(capsys, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,12 @@ __all__ = ["analyze_dataset", "FileAnalyzer", "RAY_EXTRA"]
 RAY_EXTRA = "ray"
 PATH_COLUMNS = ("path", "item")  # a Dataset's column of file paths (read_binary_files' "path", from_items' "item")
 DEFAULT_BATCH_SIZE = 16  # files per map_batches call
+# An actor that dies (killed, out of memory, a crash in native code) is restarted and its batch retried on it, as
+# Ray Data does by default; the retries are bounded, so a batch that kills every actor it meets stops the run
+# with one error (what was written is kept, and the next run resumes) instead of looping for ever.
+ACTOR_MAX_RESTARTS = -1  # per actor: no limit (each restart reloads the model)
+ACTOR_MAX_TASK_RETRIES = 3  # per batch, after the actor that ran it died
+TEST_EXIT_ONCE_ENV = "FACEMTL_TEST_ACTOR_EXIT_ONCE"
 
 
 def _ray() -> Any:
@@ -43,8 +50,11 @@ class FileAnalyzer:
     packed record per file: ``file`` (the name as every writer records it), ``rows`` (its table rows, JSON),
     ``n_faces``, ``failed`` and ``record`` (its JSON Lines record when ``jsonl``, else "")."""
 
-    def __init__(self, analyzer_kwargs: dict[str, Any], jsonl: bool = False, cwd: str | None = None) -> None:
+    def __init__(self, analyzer_kwargs: dict[str, Any], jsonl: bool = False, cwd: str | None = None,
+                 _test_exit_once: str | None = None) -> None:
         from .analyzer import FaceAnalyzer
+
+        self._test_exit_once = _test_exit_once
 
         if cwd and os.path.isdir(cwd):  # relative paths (and error messages) as the driver sees them
             os.chdir(cwd)
@@ -55,6 +65,8 @@ class FileAnalyzer:
         self.jsonl = jsonl
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        if self._test_exit_once:
+            _test_exit_once(self._test_exit_once)
         names, sources = _batch_sources(batch)
         out: dict[str, list] = {"file": [], "rows": [], "n_faces": [], "failed": [], "record": []}
         for name, res in zip(names, self._analyze(names, sources)):
@@ -91,6 +103,16 @@ class FileAnalyzer:
 
             return analyze_files(self.analyzer, sources)
         return self.analyzer.analyze_many(sources, errors="record")
+
+
+def _test_exit_once(marker: str) -> None:
+    """Test hook (tests/test_batch_ray.py), not an option: with ``FACEMTL_TEST_ACTOR_EXIT_ONCE=FILE`` in the
+    driver's environment the first actor call that finds FILE absent creates it and dies (``os._exit(1)``)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
 
 
 def _batch_sources(batch: dict[str, Any]) -> tuple[list[str], list[Any]]:
@@ -148,10 +170,18 @@ def packed_dataset(data: Any, analyzer_kwargs: dict[str, Any], *, concurrency: i
     if concurrency is None:
         concurrency = max(1, int(_ray().cluster_resources().get("CPU", 1) // max(num_cpus, 1e-9)))
     ray = _ray()
-    return ds.map_batches(FileAnalyzer, fn_constructor_kwargs={"analyzer_kwargs": analyzer_kwargs, "jsonl": jsonl,
-                                                               "cwd": os.getcwd()},
-                          batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
-                          num_cpus=num_cpus, batch_format="numpy")
+    ctor = {"analyzer_kwargs": analyzer_kwargs, "jsonl": jsonl, "cwd": os.getcwd()}
+    if os.environ.get(TEST_EXIT_ONCE_ENV):
+        ctor["_test_exit_once"] = os.environ[TEST_EXIT_ONCE_ENV]
+    kwargs = dict(fn_constructor_kwargs=ctor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(
+        size=concurrency), num_cpus=num_cpus, batch_format="numpy")
+    try:  # Ray 2.60 takes the actors' fault tolerance only as (deprecated) extra ray_remote_args
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            return ds.map_batches(FileAnalyzer, **kwargs, max_restarts=ACTOR_MAX_RESTARTS,
+                                  max_task_retries=ACTOR_MAX_TASK_RETRIES)
+    except TypeError:  # a Ray without them: its own defaults (restarts and retries without limit)
+        return ds.map_batches(FileAnalyzer, **kwargs)
 
 
 def analyze_dataset(data: Any, model: str | os.PathLike | None = None, *, concurrency: int | None = None,
@@ -258,10 +288,19 @@ class RayEngine:
         ds = packed_dataset(files, self.kwargs, concurrency=getattr(self.args, "ray_concurrency", None),
                             batch_size=getattr(self.args, "ray_batch_size", None) or DEFAULT_BATCH_SIZE,
                             jsonl=self.jsonl)
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for rec in batch.to_pylist():
-                text = rec["record"] if self.jsonl else _rows_text(json.loads(rec["rows"]), columns)
-                yield text, int(rec["n_faces"]), bool(rec["failed"])
+        ray = _ray()
+        done = 0
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for rec in batch.to_pylist():
+                    text = rec["record"] if self.jsonl else _rows_text(json.loads(rec["rows"]), columns)
+                    yield text, int(rec["n_faces"]), bool(rec["failed"])
+                    done += 1
+        except ray.exceptions.RayError as exc:  # actors that kept dying (retries spent), a lost node...
+            why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise FacemtlError(f"the Ray run stopped after {done} of {len(files)} file(s): {type(exc).__name__}: "
+                               f"{why[:300]}; the {done} written are kept: rerun the same command to resume the "
+                               "rest") from None
 
     def close(self) -> None:
         if self.started:

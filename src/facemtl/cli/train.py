@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 from .._device import resolve_device
 from ..errors import ConfigError
@@ -78,16 +80,70 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``facemtl <argv>`` on ``nproc`` local processes through torchrun; returns its exit code."""
-    import subprocess
+def launch(nproc: int, argv: list[str], out: str | None = None) -> int:
+    """Run ``facemtl <argv>`` on ``nproc`` local processes through torchrun (in this process: torchrun's own
+    ``run``); returns the exit code. A training process that dies stops the others (torchrun does) and the run
+    with one line naming the rank and the checkpoint ``out``/last.pt to ``--resume`` from."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args
+    from torch.distributed.run import run as torchrun
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           "-m", "facemtl", *_without_nproc(argv)]
+    targs = parse_args(["--standalone", "--nproc-per-node", str(nproc), "-m", "facemtl", *_without_nproc(argv)])
     try:
-        return subprocess.run(cmd, check=False).returncode
-    except KeyboardInterrupt:  # torchrun passes the signal on to its workers and stops them
+        torchrun(targs)
+    except ChildFailedError as exc:
+        print(f"facemtl train: error: {_failure_message(exc.failures, out)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # torchrun stops its workers first
         return 130
+    except SignalException as exc:  # SIGTERM / SIGHUP to this process: torchrun stopped its workers
+        return 128 + int(exc.sigval)
+    return 0
+
+
+def _failure_message(failures: dict[int, Any], out: str | None) -> str:
+    """One line: the rank that failed first (and any other that did), and where the run can resume."""
+    import signal
+
+    def why(code: int) -> str:
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    # the first failure. In one poll torchrun also counts the ranks it stopped itself (SIGTERM) and a rank that
+    # exits 1 is more likely the consequence (a lost peer): both come after a rank that died of its own accord
+    def key(r: int) -> tuple:
+        code = failures[r].exitcode
+        return failures[r].timestamp, code == -signal.SIGTERM, code == 1, r
+
+    order = sorted(failures, key=key)
+    first = order[0]
+    msg = f"training process rank {first} failed ({why(failures[first].exitcode)})"
+    also = [r for r in order[1:] if failures[r].exitcode != -signal.SIGTERM]
+    if also:
+        msg += " (then " + ", ".join(f"rank {r}: {why(failures[r].exitcode)}" for r in also) + ")"
+    return f"{msg}; {_resume_hint(out)}"
+
+
+def _resume_hint(out: str | None) -> str:
+    if not out:
+        return "rerun with --resume to continue from the run's last.pt"
+    last = Path(out) / "last.pt"
+    if not last.exists():
+        return f"no checkpoint was written yet ({last} does not exist)"
+    try:
+        import torch
+
+        ck = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+        epoch, step = int(ck.get("epoch", 0)), int(ck.get("step", 0))
+    except Exception as exc:  # noqa: BLE001 - the hint only
+        return f"the run's last checkpoint {last} cannot be read ({type(exc).__name__})"
+    where = f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"
+    return f"the run's last checkpoint is {last} ({where}): rerun with --resume"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,8 +153,6 @@ def run(args: argparse.Namespace) -> int:
     from ..train.distributed import dist_info, under_torchrun
     from ..train.loop import train
 
-    if args.nproc_per_node is not None and not under_torchrun():  # under torchrun already: the flag is spent
-        return launch(args.nproc_per_node, getattr(args, "_argv", None) or sys.argv[1:])
     rank = dist_info().rank
     if rank:  # one progress bar, one result and one set of notes: rank 0's
         args.no_progress = True
@@ -116,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--sample-ratio {args.sample_ratio!r}: expected name=weight,name=weight") from None
     cfg = config_from_args(TrainConfig, args, base)
     resolve_device(cfg.device)  # the flag's or the --config file's: a missing GPU fails now, not mid-setup
+    if args.nproc_per_node is not None and not under_torchrun():  # under torchrun already: the flag is spent
+        return launch(args.nproc_per_node, getattr(args, "_argv", None) or sys.argv[1:], cfg.out)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -192,6 +193,15 @@ def _sync_extra_grads(params: list[torch.nn.Parameter], dinfo: DistInfo) -> None
         p.grad /= dinfo.world_size
 
 
+def _test_kill_hook(rank: int, gstep: int) -> None:
+    """Test hook (tests/test_train_distributed.py), not an option: ``FACEMTL_TEST_KILL_RANK_AT_STEP=RANK:STEP``
+    makes that rank die at that global step (0-based), ``os._exit(17)`` with nothing flushed, as a crashed worker
+    would."""
+    spec = os.environ.get("FACEMTL_TEST_KILL_RANK_AT_STEP")
+    if spec and spec == f"{rank}:{gstep}":
+        os._exit(17)
+
+
 def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
           progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a training run; returns {"best": path, "last": path, "history": [...], ...}.
@@ -373,6 +383,7 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         te, n_seen, part_sums = time.time(), 0, {}
         for step in range(start_step if epoch == start_epoch else 0, len(batches)):
             gstep = epoch * steps_per_epoch + step
+            _test_kill_hook(dinfo.rank, gstep)
             spent = spent_s() if cfg.time_budget_min and dinfo.enabled else None
             for g in opt.param_groups:
                 g["lr"] = lr_at(gstep, spent)
