@@ -15,8 +15,8 @@ from typing import Any
 from ._optional import require
 from .tasks import get_task, list_tasks
 
-__all__ = ["safe_name", "csv_columns", "column_types", "csv_rows", "to_dataframe", "csv_to_parquet",
-           "parquet_to_csv", "parquet_sources", "parquet_status"]
+__all__ = ["safe_name", "csv_columns", "rows_text", "CSV_LINE_END", "column_types", "csv_rows", "to_dataframe",
+           "csv_to_parquet", "parquet_to_csv", "parquet_sources", "parquet_status"]
 
 _PARQUET_BATCH_ROWS = 50_000  # rows per Parquet row group when converting a CSV: memory stays bounded
 
@@ -90,6 +90,18 @@ def csv_rows(res: Any) -> list[dict[str, Any]]:
                     row[f"{name}.{lab}"] = round(p, 4)
         rows.append(row)
     return rows
+
+
+CSV_LINE_END = "\r\n"  # the csv module's default line terminator, which batch CSVs have always had
+
+
+def rows_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Table rows as the batch CSV writes them (the local and the Ray engine alike)."""
+    import io
+
+    buf = io.StringIO()
+    csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator=CSV_LINE_END).writerows(rows)
+    return buf.getvalue()
 
 
 _CAST = {"int": int, "float": float, "str": str}

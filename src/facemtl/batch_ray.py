@@ -282,7 +282,7 @@ class RayEngine:
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.WARNING)
 
     def results(self, files: list[str]) -> Iterator[tuple[str, int, bool]]:
-        from .cli.batch import _rows_text
+        from ._rows import rows_text
 
         columns = csv_columns()
         ds = packed_dataset(files, self.kwargs, concurrency=getattr(self.args, "ray_concurrency", None),
@@ -293,7 +293,7 @@ class RayEngine:
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for rec in batch.to_pylist():
-                    text = rec["record"] if self.jsonl else _rows_text(json.loads(rec["rows"]), columns)
+                    text = rec["record"] if self.jsonl else rows_text(json.loads(rec["rows"]), columns)
                     yield text, int(rec["n_faces"]), bool(rec["failed"])
                     done += 1
         except ray.exceptions.RayError as exc:  # actors that kept dying (retries spent), a lost node...

@@ -23,12 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._optional import require
-from .._rows import csv_columns, csv_rows, csv_to_parquet, parquet_status, parquet_to_csv, safe_name
+from .._rows import (CSV_LINE_END, csv_columns, csv_rows, csv_to_parquet, parquet_status, parquet_to_csv, rows_text,
+                     safe_name)
 from ..errors import InvalidInputError, OutputError, OutputLockedError
 from ._common import add_analyzer_args, analyze_files, build_analyzer, check_output_file, expand_inputs, note
 
 FORMATS = (".csv", ".jsonl", ".parquet")
-_CSV_END = "\r\n"  # the csv module's default line terminator, which batch CSVs have always had
+_CSV_END = CSV_LINE_END
 
 EXIT_CODES = """exit status, for the files given as they stand in the output at the end (resumed ones included):
 0 none failed; 1 a setup or output error (bad option value, missing input, unwritable or locked output, disk
@@ -313,14 +314,7 @@ class _RowWriter:
 
 
 def _csv_text(res, columns: list[str]) -> str:
-    return _rows_text(csv_rows(res), columns)
-
-
-def _rows_text(rows: list[dict], columns: list[str]) -> str:
-    """One file's table rows as the batch CSV writes them."""
-    buf = io.StringIO()
-    csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator=_CSV_END).writerows(rows)
-    return buf.getvalue()
+    return rows_text(csv_rows(res), columns)
 
 
 class _LocalEngine:
