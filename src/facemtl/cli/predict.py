@@ -14,6 +14,7 @@ from pathlib import Path
 from .._rows import safe_name
 from .._video_io import is_stream_url
 from ..errors import FacemtlError, InvalidInputError
+from ..tasks import age_group
 from ..video import VideoConfig
 from ._args import add_dataclass_args, config_from_args
 from ._common import (
@@ -85,7 +86,9 @@ def _row(face) -> str:
     for name, pred in face.attributes.items():
         if name == "age":
             span = f" [{pred.low:.0f}-{pred.high:.0f}]" if pred.low is not None and pred.high is not None else ""
-            parts.append(f"age={pred.value:.1f}{span} ({pred.label})")
+            # the label is the most probable group; say so when the expected age sits in another group
+            group = pred.label if pred.label == age_group(pred.value) else f"most likely {pred.label}"
+            parts.append(f"age={pred.value:.1f}{span} ({group})")
         else:
             parts.append(f"{name}={pred.label} ({pred.value:.0%})")
     if face.quality != "ok":
