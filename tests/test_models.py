@@ -313,3 +313,17 @@ def test_a_hostile_checkpoint_cannot_run_code(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(path)
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+
+
+def test_create_model_has_one_way_in_and_leaves_the_config_alone():
+    from facemtl.errors import ConfigError
+    from facemtl.models import ModelConfig
+
+    cfg = ModelConfig(backbone="tiny", tasks=("age", "gender"))
+    with pytest.raises(ConfigError, match="either config= or backbone, tasks, not both"):
+        create_model("lite0", tasks=("age",), config=cfg)
+    with pytest.raises(ConfigError, match="shared_dim"):
+        create_model(config=cfg, shared_dim=8)
+    model = create_model(config=cfg)
+    assert cfg.input_size is None and model.config.input_size == 64  # the caller's config is not mutated
+    assert [t.name for t in model.tasks] == ["age", "gender"]

@@ -1,6 +1,7 @@
 """create_model, and checkpoints that describe themselves (save_checkpoint / load_checkpoint)."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,24 +56,32 @@ class ModelConfig:
 
 
 def create_model(
-    backbone: str = "lite0",
+    backbone: str | None = None,
     tasks: str | Iterable[str] | None = None,
     *,
     config: ModelConfig | None = None,
     task_specs: Iterable[TaskSpec] | None = None,
     **kwargs: Any,
 ) -> MultiTaskNet:
-    """Build a bare multi-task ``nn.Module``.
+    """Build a bare multi-task ``nn.Module``: from a backbone name, tasks and ModelConfig fields, or from a whole
+    ``config`` (not both: mixing them is a ConfigError rather than one silently winning). The config given is not
+    changed; the model's own (``model.config``) has the input size filled in.
 
     Example:
         >>> model = create_model("tiny", tasks=("age", "gender"))
         >>> out = model(torch.rand(2, 3, 64, 64))   # {"age": (2, 101), "gender": (2, 2)}
     """
     if config is None:
-        config = ModelConfig(backbone=backbone, tasks=tuple(s.name for s in resolve_tasks(tasks)), **kwargs)
+        config = ModelConfig(backbone=backbone or "lite0", tasks=tuple(s.name for s in resolve_tasks(tasks)),
+                             **kwargs)
+    elif backbone is not None or tasks is not None or kwargs:
+        given = [n for n, v in (("backbone", backbone), ("tasks", tasks)) if v is not None] + list(kwargs)
+        raise ConfigError(f"create_model takes either config= or {', '.join(given)}, not both: put them in the "
+                          "ModelConfig (dataclasses.replace(config, ...))")
     specs = tuple(task_specs) if task_specs is not None else tuple(get_task(t) for t in config.tasks)
     bb = create_backbone(config.backbone, pretrained=config.pretrained)
-    if config.input_size is None:
+    if config.input_size is None:  # a copy: the caller's config stays as given
+        config = copy.copy(config)
         config.input_size = bb.input_size
     model = MultiTaskNet(bb, specs, shared_dim=config.shared_dim, regression_head=config.regression_head,
                          attention=config.attention)

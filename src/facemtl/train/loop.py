@@ -261,7 +261,7 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
     if cfg.init_backbone:  # backbone weights from a file (e.g. ImageNet weights carried to a machine without the package)
         state = torch.load(cfg.init_backbone, map_location="cpu", weights_only=True)
         model.backbone.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    size = model_cfg.input_size
+    size = model.config.input_size
     assert size is not None
     manifest_sha = None
     counts: dict[str, Any] = {}
