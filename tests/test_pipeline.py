@@ -209,3 +209,36 @@ def test_validation_in_train_reports_what_evaluate_reports(tmp_path, tiny_datase
     # and the checkpoint records the framing it was trained with
     _, meta = load_checkpoint(res["best"])
     assert meta["preprocess"]["framing"] == meta["train_config"]["framing"] == DEFAULT_FRAMING.to_dict()
+
+    # evaluate took the split from the run's own split.csv (its SHA-256 is the checkpoint's), image by image
+    import csv as _csv
+
+    from facemtl.errors import DatasetError
+
+    split_csv = tmp_path / "run" / "split.csv"
+    with open(split_csv, newline="") as f:
+        rows = list(_csv.DictReader(f))
+    n_val = sum(r["split"] in ("val", "test") and r["source"] == "utkface" for r in rows)
+    assert utk["age"]["n"] == n_val
+    # even when asked for another val fraction (which would re-derive another split from the seed)
+    again = evaluate(EvaluateConfig(model=res["best"], utkface=cfg.utkface, split="val", bootstrap=0,
+                                    cache_dir=cfg.cache_dir, val_fraction=0.9))
+    assert again["by_source"]["utkface"]["age"]["n"] == n_val
+    import shutil
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(res["best"], alone / "best.pt")  # no split.csv beside it: the split is re-derived, here differently
+    rederived = evaluate(EvaluateConfig(model=str(alone / "best.pt"), utkface=cfg.utkface, split="val", bootstrap=0,
+                                        cache_dir=cfg.cache_dir, val_fraction=0.9))
+    assert rederived["by_source"]["utkface"]["age"]["n"] != n_val
+    # a manifest from another run is refused when named, and ignored (with the seed's split) when found beside it
+    other = tmp_path / "other.csv"
+    rows[0]["split"] = "val" if rows[0]["split"] == "train" else "train"
+    with open(other, "w", newline="") as f:
+        w = _csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(DatasetError, match="is not the split this checkpoint was trained with"):
+        evaluate(EvaluateConfig(model=res["best"], utkface=cfg.utkface, split="val", bootstrap=0,
+                                cache_dir=cfg.cache_dir, split_manifest=str(other)))

@@ -223,6 +223,8 @@ def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
 
 
 EVAL_HELP = {"age_interval": "level of the age intervals whose coverage is measured, in (0, 1)",
+             "split_manifest": "the split.csv a training run wrote (default: the one beside --model, when its "
+                               "SHA-256 is the checkpoint's; else the split is re-created from the seed)",
              "model": "bundled name (default, default-pytorch), .onnx or .pt (default: the bundled model)",
              "utkface": "UTKFace folder",
              "fer2013": "FER2013 folder or fer2013.csv", "manifest": "CSV manifest (path + labels)",

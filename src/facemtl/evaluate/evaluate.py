@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data.datasets import Record, extra_targets, target_arrays
 from ..data.gather import gather_records
+from ..data.split import read_split_manifest
 from ..errors import DatasetError, FacemtlError, InvalidInputError
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
@@ -69,6 +70,7 @@ class EvaluateConfig:
     keep_samples: bool = False
     group_keys: tuple[str, ...] = DEFAULT_GROUP_KEYS
     age_interval: float = 0.9
+    split_manifest: str | None = None
 
     def __post_init__(self) -> None:
         from ..calibration import check_level
@@ -232,11 +234,41 @@ def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray,
             "mean_years_outside": float(np.where(np.isfinite(dist), dist, 0).mean())}
 
 
+def _run_manifest(cfg: EvaluateConfig, meta: dict[str, Any]) -> Path | None:
+    """The split manifest a training run wrote (``split.csv`` beside the checkpoint, or ``cfg.split_manifest``),
+    checked against the SHA-256 the checkpoint recorded; None when there is none to use (the bundled models: their
+    split is re-created from the seed, which gives the same images).
+
+    Raises:
+        DatasetError: a manifest whose hash is not the checkpoint's (another run's split would mislabel held-out
+            images as unseen).
+    """
+    import hashlib
+
+    want = meta.get("data_manifest_sha256")
+    given = Path(cfg.split_manifest) if cfg.split_manifest else None
+    path = given or (Path(cfg.model).parent / "split.csv" if cfg.model and Path(str(cfg.model)).is_file() else None)
+    if path is None or not path.is_file():
+        if given is not None:
+            raise DatasetError(f"split manifest not found: {given}")
+        return None
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if want and got != want:
+        if given is None:
+            log.warning("%s does not match the checkpoint's data_manifest_sha256; re-creating the split from the seed",
+                        path)
+            return None
+        raise DatasetError(f"{path} is not the split this checkpoint was trained with (sha256 {got[:12]}..., the "
+                           f"checkpoint records {want[:12]}...)")
+    return path if want or given is not None else None
+
+
 def held_out_records(cfg: EvaluateConfig, meta: dict[str, Any]) -> tuple[list[Record], dict, tuple[int, float, Any]]:
     """The records of ``cfg.split`` exactly as the checkpoint's own training split them (seed, val fractions and
     training ``--limit`` from its ``train_config``); returns (records, counts, (seed, val_fraction,
     source_val_fraction))."""
     tcfg = meta.get("train_config") or {}
+    manifest = _run_manifest(cfg, meta)
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
     svf = tcfg.get("source_val_fraction") or {"fairface": 0.2, "celeba_gender": 0.2}
@@ -249,6 +281,12 @@ def held_out_records(cfg: EvaluateConfig, meta: dict[str, Any]) -> tuple[list[Re
         # never a fresh split of a subsample (whose "val" images the model may have been trained on).
         train_limit = tcfg.get("limit")
         records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, train_limit, vf, seed, **sources)
+        if manifest is not None:  # the split the run wrote, by image digest, instead of one re-derived from the seed
+            splits = read_split_manifest(manifest)
+            for r in records:
+                r.split = splits.get(r.compute_digest(), "not in the run")
+            counts.setdefault("skipped", {})["not in the run's split manifest"] = \
+                sum(r.split == "not in the run" for r in records)
         records = _limit_per_source(_select(records, cfg.split), cfg.limit)
     if not records:
         raise DatasetError(f"no labelled images in split {cfg.split!r}; try --split all")
