@@ -448,6 +448,9 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         if main:
             _append_csv(metrics_csv, row)
             log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+        # No rank starts the next epoch before rank 0 has written this one's checkpoints and metrics row: a rank
+        # that dies early in the next epoch then never takes an unwritten epoch with it.
+        _barrier(dinfo)
         if progress:
             progress({"epoch_end": row})
         if stopped != "completed":
