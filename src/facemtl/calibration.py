@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError
-from .tasks import AGE_GROUPS, age_group, softmax
+from .tasks import AGE_GROUP_NAMES, age_group, softmax
 
 __all__ = ["Calibration", "AgeIntervals", "DEFAULT_LEVEL", "check_level", "fit_temperature", "fit_age_intervals",
            "calibration_half", "CALIBRATION_VERSION"]
 
 CALIBRATION_VERSION = 1
 DEFAULT_LEVEL = 0.9
-GROUP_NAMES: tuple[str, ...] = tuple(name for name, _ in AGE_GROUPS)
+GROUP_NAMES = AGE_GROUP_NAMES
 
 
 def check_level(level: Any) -> float:
@@ -219,16 +219,3 @@ def coverage(true_age: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
     if not keep.any():
         return float("nan")
     return float(np.mean((true_age[keep] >= low[keep]) & (true_age[keep] <= high[keep])))
-
-
-def label_indices(labels: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
-    """Target values (class index, name, None or negative) -> int indices, -1 for unlabelled."""
-    out = []
-    for v in labels:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(-1)
-        elif isinstance(v, str):
-            out.append(classes.index(v))
-        else:
-            out.append(int(v))
-    return np.asarray(out, dtype=int)

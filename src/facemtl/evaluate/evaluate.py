@@ -243,7 +243,7 @@ def _run_manifest(cfg: EvaluateConfig, meta: dict[str, Any]) -> Path | None:
         DatasetError: a manifest whose hash is not the checkpoint's (another run's split would mislabel held-out
             images as unseen).
     """
-    import hashlib
+    from .._hashing import file_sha256
 
     want = meta.get("data_manifest_sha256")
     given = Path(cfg.split_manifest) if cfg.split_manifest else None
@@ -252,7 +252,7 @@ def _run_manifest(cfg: EvaluateConfig, meta: dict[str, Any]) -> Path | None:
         if given is not None:
             raise DatasetError(f"split manifest not found: {given}")
         return None
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    got = file_sha256(path)
     if want and got != want:
         if given is None:
             log.warning("%s does not match the checkpoint's data_manifest_sha256; re-creating the split from the seed",
