@@ -99,3 +99,42 @@ def test_bad_config_values(tmp_path):
         _cfg(tmp_path, epochs=0)
     with pytest.raises(FacemtlError, match="no training data"):
         train(_cfg(tmp_path))
+
+
+def test_weight_average_follows_the_weights_with_its_decay():
+    from facemtl.train.loop import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    avg = WeightAverage(net, decay=0.9)
+    start = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].num_batches_tracked.fill_(7)
+    for _ in range(200):
+        avg.update(net)
+    # after many updates the average converges to the (now constant) weights; integer buffers are copied
+    assert torch.allclose(avg.model[0].weight, start + 1.0, atol=1e-4)
+    assert int(avg.model[1].num_batches_tracked) == 7
+    assert not any(p.requires_grad for p in avg.model.parameters())
+    one = WeightAverage(net, decay=0.9)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    one.update(net)  # the first update weighs the new weights by 1 - min(0.9, 2/11)
+    assert torch.allclose(one.model[0].weight, start + 1.0 + (1 - 2 / 11), atol=1e-5)
+
+
+def test_ema_run_saves_the_average_and_resumes_it(tmp_path):
+    res = train(_cfg(tmp_path, ema_decay=0.9, epochs=1), _sources())
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert len(res["history"]) == 1 and ck["ema"]["updates"] > 0  # one update per optimiser step
+    best, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    raw = ck["state_dict"]
+    name = next(k for k in raw if k.startswith("heads.age") and k.endswith("weight"))
+    # best.pt is the average, not the raw weights of the last step
+    assert torch.equal(best.state_dict()[name], ck["ema"]["state_dict"][name])
+    assert not torch.equal(raw[name], ck["ema"]["state_dict"][name])
+    res2 = train(_cfg(tmp_path, ema_decay=0.9, epochs=2, resume=True), _sources())
+    ck2 = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert len(res2["history"]) == 2 and ck2["ema"]["updates"] == 2 * ck["ema"]["updates"]
+    with pytest.raises(ValueError, match="ema_decay"):
+        _cfg(tmp_path, ema_decay=1.0)

@@ -22,6 +22,8 @@ HELP = {
     "resume": "continue from RUN_DIR/last.pt", "limit": "at most this many images per source",
     "age_loss": "dldl | l1 | mse", "loss_weighting": "static | uncertainty",
     "time_budget_min": "stop after this many minutes (checkpoint kept)",
+    "ema_decay": "keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and "
+                 "validate, select and save it instead of the raw weights; 0 = off",
     "balance": "bias mitigation: none | sample (group-balanced sampling) | reweight (loss reweighting)",
     "balance_by": "attributes whose groups are balanced, comma-separated: ethnicity, gender, age_band",
     "balance_power": "weight = (1/group count)^power; 1 balances fully, 0.5 halfway",

@@ -72,6 +72,7 @@ class TrainConfig:
     amp: bool = True
     time_budget_min: float | None = None
     checkpoint_every_min: float = 10.0
+    ema_decay: float = 0.0
     resume: bool = False
     overwrite: bool = False
     cache_dir: str | None = None
@@ -105,6 +106,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 turns the weight average off), got {self.ema_decay}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         from ..models.factory import ModelConfig  # the backbone registry is PyTorch: training needs it anyway

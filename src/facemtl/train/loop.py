@@ -2,6 +2,7 @@
 learning rate, per-epoch validation, metrics CSV, self-describing checkpoints, resume, early stopping."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -26,7 +27,7 @@ from .data import SourceData, build_sources, gather_records
 from .distributed import DistInfo, dist_info, init_distributed, shard_batches, shard_steps
 from .losses import MultiTaskLoss, regression_head_for
 
-__all__ = ["TrainConfig", "predict_arrays", "quick_metrics", "selection_score", "train"]
+__all__ = ["TrainConfig", "WeightAverage", "predict_arrays", "quick_metrics", "selection_score", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,40 @@ def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, 
                 m[f"{src.name}/{name}/in_bin"] = float(inside.float().mean())
                 m[f"{src.name}/{name}/n_bin"] = float(im.sum())
     return m
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights, updated after every optimiser step.
+
+    Floating-point parameters and buffers (batch-norm statistics too) are averaged; integer buffers are copied.
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so the average starts close
+    to the weights it starts from instead of being dominated by them (the usual schedule of timm / YOLO EMAs).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        ours = self.model.state_dict()
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                ours[k].lerp_(v.detach(), 1.0 - d)
+            else:
+                ours[k].copy_(v)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state_dict": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["state_dict"])
+        self.updates = int(state["updates"])
 
 
 class _Sampler:
@@ -328,6 +363,8 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     start_epoch, start_step, history, best_score, bad_epochs = 0, 0, [], -math.inf, 0
+    # The weight average (ema_decay > 0) is what is validated, selected and written as best.pt.
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     elapsed_before = 0.0
     t0 = time.time()
     if cfg.resume and last_path.exists():
@@ -338,6 +375,11 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         start_epoch, start_step = ck["epoch"], ck["step"]
         history, best_score, bad_epochs = ck["history"], ck["best_score"], ck["bad_epochs"]
         elapsed_before = ck.get("elapsed_s", 0.0)
+        if ema is not None:
+            if ck.get("ema"):
+                ema.load_state_dict(ck["ema"])
+            else:  # a run started without the average: it starts from the resumed weights
+                ema = WeightAverage(model, cfg.ema_decay)
         if start_step and ck.get("world_size", 1) != dinfo.world_size:
             raise FacemtlError(f"{last_path} stopped mid-epoch in a run of {ck.get('world_size', 1)} process(es); "
                                f"resume it with the same number of processes (this one has {dinfo.world_size})")
@@ -353,7 +395,8 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         if not main:
             return
         save_checkpoint(last_path, model, geometry=cfg.geometry, framing=cfg.framing, extra={
-            **extra_base, "optimizer": opt.state_dict(), "criterion": criterion.state_dict(), "epoch": epoch,
+            **extra_base, "optimizer": opt.state_dict(), "criterion": criterion.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None, "epoch": epoch,
             "step": step, "history": history, "best_score": best_score, "bad_epochs": bad_epochs,
             "elapsed_s": elapsed_before + time.time() - t0, "world_size": dinfo.world_size})
         log.debug("rank %d wrote %s", dinfo.rank, last_path)
@@ -399,6 +442,8 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
             _sync_extra_grads(crit_params, dinfo)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             n_seen += len(x)
             for k, v in parts.items():
                 part_sums[k] = part_sums.get(k, 0.0) + v
@@ -425,7 +470,7 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
                     part_sums[k] = part_sums.get(k, 0.0) + v
         row, val, score = None, {}, 0.0
         if main:  # validation on rank 0; the others wait for its result
-            val = quick_metrics(model, val_src, size, device, cfg.val_flip_tta)
+            val = quick_metrics(ema.model if ema is not None else model, val_src, size, device, cfg.val_flip_tta)
             score = selection_score(val)
             row = {"epoch": epoch + 1, "train_s": round(train_s, 1),
                    "images_per_s": round(n_seen / max(train_s, 1e-6), 1),
@@ -438,8 +483,8 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         if improved:
             best_score, bad_epochs = score, 0
             if main:
-                save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing,
-                                extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
+                save_checkpoint(best_path, ema.model if ema is not None else model, geometry=cfg.geometry,
+                                framing=cfg.framing, extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
                 log.debug("rank %d wrote %s", dinfo.rank, best_path)
         else:
             bad_epochs += 1
@@ -459,7 +504,8 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
             stopped = "early stopping"
             break
     if main and not best_path.exists():
-        save_checkpoint(best_path, model, geometry=cfg.geometry, framing=cfg.framing, extra=extra_base)
+        save_checkpoint(best_path, ema.model if ema is not None else model, geometry=cfg.geometry,
+                        framing=cfg.framing, extra=extra_base)
     _barrier(dinfo)  # every file is written before any rank returns
     return {"best": str(best_path), "last": str(last_path), "history": history, "stopped": stopped,
             "best_score": best_score, "data_counts": counts, "elapsed_s": elapsed_before + time.time() - t0}
