@@ -130,7 +130,7 @@ def test_analyze_many_records_errors_and_goes_on(analyzer, face_image, tmp_path)
 
 def test_analyze_many_is_lazy_and_ordered(analyzer, face_image):
     n = 40  # more than one chunk
-    gen = analyzer.analyze_many((np.roll(face_image, k, 0) for k in range(n)))
+    gen = analyzer.analyze_many(np.roll(face_image, k, 0) for k in range(n))
     first = next(gen)
     assert isinstance(first, ImageResult)
     rest = list(gen)

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FakeDetector, draw_face
 
 from facemtl.cli.__main__ import main
-
-from conftest import FakeDetector, draw_face
 
 BAD = b"bad\xff.png"  # not valid UTF-8: Python holds it as "bad\udcff.png"
 BAD_SHOWN = "bad\\xff.png"  # how every output writes it

@@ -9,10 +9,9 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import draw_face
 
 from facemtl.cli.__main__ import main
-
-from conftest import draw_face
 
 N_GOOD = 144
 BROKEN = {"broken.jpg": b"not an image", "empty.png": b"", "cut.png": None}  # None: a PNG cut in half

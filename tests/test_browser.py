@@ -101,12 +101,10 @@ def test_report_renders_sections_images_and_charts(tiny_report, tmp_path):  # no
 def test_docs_render_offline_in_chromium(tiny_model, fake_detector, tmp_path):
     """Swagger UI draws the API's operations with no network but the service's own (its assets are local)."""
     pytest.importorskip("fastapi")
-    from browser_check import headless, serving
+    from browser_check import headless, png_std, serving
 
     from facemtl.analyzer import FaceAnalyzer
     from facemtl.serve.app import create_app
-
-    from browser_check import png_std
 
     shot = tmp_path / "docs.png"
     with serving(create_app(FaceAnalyzer(tiny_model, fake_detector, 64))) as url:

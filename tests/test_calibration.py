@@ -7,17 +7,22 @@ import math
 
 import numpy as np
 import pytest
+from conftest import draw_face
 
 from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer, decode_outputs
-from facemtl.calibration import (AgeIntervals, Calibration, calibration_half, check_level, coverage,
-                                 fit_age_intervals, fit_temperature)
+from facemtl.calibration import (
+    AgeIntervals,
+    Calibration,
+    calibration_half,
+    check_level,
+    coverage,
+    fit_age_intervals,
+    fit_temperature,
+)
 from facemtl.cli.__main__ import main
 from facemtl.errors import InvalidInputError
 from facemtl.quality import QualityRules, assess, sharpness, yaw_ratio
 from facemtl.tasks import get_task, list_tasks, softmax
-
-from conftest import draw_face
-
 
 # -- conformal intervals ---------------------------------------------------------------------------------------
 

@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import WILD, FakeDetector, draw_face, needs_data
 
 from facemtl.cli.__main__ import main
-
-from conftest import WILD, FakeDetector, draw_face, needs_data
 
 
 @pytest.fixture

@@ -11,16 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FER2013, UTKFACE, draw_face, needs_data
 from PIL import Image
 
-from conftest import FER2013, UTKFACE, draw_face, needs_data
 from facemtl.data.cache import build_cache, decode_record
-from facemtl.preprocess import DEFAULT_FRAMING, center_crop, context_size
-from facemtl.data.datasets import (FER2013_EMOTIONS, UTKFACE_GENDER, UTKFACE_RACE, DatasetIndex, Record,
-                                   deduplicate, load_fer2013, load_manifest, load_utkface)
+from facemtl.data.datasets import (
+    FER2013_EMOTIONS,
+    UTKFACE_GENDER,
+    UTKFACE_RACE,
+    DatasetIndex,
+    Record,
+    deduplicate,
+    load_fer2013,
+    load_manifest,
+    load_utkface,
+)
 from facemtl.data.split import make_split, read_split_manifest, write_split_manifest
 from facemtl.data.transforms import AugmentConfig, augment_batch, resize_batch
 from facemtl.errors import DatasetError
+from facemtl.preprocess import DEFAULT_FRAMING, center_crop, context_size
 from facemtl.tasks import get_task, list_tasks
 
 MALFORMED = ["39_1_20170116174525125.jpg.chip.jpg",  # missing race

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import draw_face
 from PIL import Image
 
 from facemtl._device import check_device_name, resolve_device
 from facemtl.cli.__main__ import main
 from facemtl.errors import DeviceError, FacemtlError, UnknownNameError
-
-from conftest import draw_face
 
 
 @pytest.fixture

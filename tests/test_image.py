@@ -153,7 +153,7 @@ def test_exif_orientation_is_honoured(tmp_path):
 def test_any_pil_mode_file_becomes_rgb(tmp_path, face_image, mode):
     base = Image.fromarray(face_image)
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257))
+        img = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)
         assert img.mode == "I;16"
         fmt, ext = "PNG", "png"
     elif mode in ("I", "F"):

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import draw_face
+
 from facemtl.errors import UnknownNameError
 from facemtl.models import create_model
 from facemtl.tasks import get_task, list_tasks

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import WILD, draw_face, needs_data
 from PIL import Image
 
 from facemtl.cli.__main__ import main
-
-from conftest import WILD, draw_face, needs_data
 
 BLOCK = textwrap.dedent("""
     import sys

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import DATA, FER2013, UTKFACE, needs_data
+
 from facemtl import FaceAnalyzer
 from facemtl.cli.__main__ import main
 from facemtl.data.cache import build_cache

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np

@@ -89,7 +89,7 @@ def _stalled(addr: tuple[str, int], path: str, length: int, ctype: str = "image/
 def _status_line(sock: socket.socket) -> str:
     try:
         data = sock.recv(4096)
-    except (socket.timeout, ConnectionError) as exc:
+    except (TimeoutError, ConnectionError) as exc:
         return f"no answer ({type(exc).__name__})"
     return data.split(b"\r\n", 1)[0].decode("latin-1")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import draw_face
 from PIL import Image
 
 import facemtl
@@ -18,8 +19,6 @@ from facemtl.cli.__main__ import main
 from facemtl.detect.base import Detection
 from facemtl.errors import MissingDependencyError
 from facemtl.results import Box
-
-from conftest import draw_face
 
 pd = pytest.importorskip("pandas")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -9,8 +9,17 @@ import torch
 
 from facemtl import tasks as T
 from facemtl.errors import UnknownNameError
-from facemtl.tasks import (AGE_BANDS, AGE_GROUPS, TaskSpec, age_band, age_group, get_task, list_tasks,
-                           register_task, resolve_tasks)
+from facemtl.tasks import (
+    AGE_BANDS,
+    AGE_GROUPS,
+    TaskSpec,
+    age_band,
+    age_group,
+    get_task,
+    list_tasks,
+    register_task,
+    resolve_tasks,
+)
 
 
 def test_registry_has_the_four_tasks_in_head_order():

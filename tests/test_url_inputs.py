@@ -11,14 +11,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import draw_face
 from PIL import Image
 
 import facemtl.image as image_mod
 from facemtl.cli.__main__ import main
 from facemtl.errors import InvalidInputError
 from facemtl.image import load_image
-
-from conftest import draw_face
 
 
 @pytest.fixture

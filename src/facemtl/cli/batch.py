@@ -23,8 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._optional import require
-from .._rows import (CSV_LINE_END, csv_columns, csv_rows, csv_to_parquet, parquet_status, parquet_to_csv, rows_text,
-                     safe_name)
+from .._rows import (
+    CSV_LINE_END,
+    csv_columns,
+    csv_rows,
+    csv_to_parquet,
+    parquet_status,
+    parquet_to_csv,
+    rows_text,
+    safe_name,
+)
 from ..errors import InvalidInputError, OutputError, OutputLockedError
 from ._common import add_analyzer_args, analyze_files, build_analyzer, check_output_file, expand_inputs, note
 

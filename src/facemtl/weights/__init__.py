@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class Weights:
         return _verified(self.name, _HERE, verify)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _verified(name: str, here: Path, verify: bool) -> Path:
     meta = CATALOGUE["weights"][name]
     path = here / meta["file"]
