@@ -20,7 +20,6 @@ from facemtl.detect.base import Detection
 from facemtl.errors import InvalidInputError, MissingDependencyError
 from facemtl.results import Box, Prediction
 from facemtl.tasks import age_group, get_task, list_tasks
-from facemtl.track import ByteTracker, linear_assignment
 from facemtl.video import (
     AttributeSmoother,
     IouTracker,
@@ -30,6 +29,7 @@ from facemtl.video import (
     iter_video,
     video_csv_columns,
 )
+from facemtl.video.track import ByteTracker, linear_assignment
 
 cv2 = pytest.importorskip("cv2")
 av = pytest.importorskip("av")
@@ -211,7 +211,7 @@ def test_bytetracker_predicts_between_detections_and_uses_low_scores_only_to_con
 
 
 def test_detection_runs_on_a_reduced_input_and_boxes_map_back():
-    from facemtl.video import _detect, _detect_side
+    from facemtl.video.detection import _detect, _detect_side
 
     config = VideoConfig()
 
@@ -486,7 +486,7 @@ def test_stream_urls_that_do_not_answer_fail_fast_with_one_error(tiny_model, fak
 
 def test_without_pyav_files_still_read_and_writing_says_what_to_install(tiny_model, two_face_video, tmp_path,
                                                                         monkeypatch):
-    import facemtl._video_io as vio
+    import facemtl.video.io as vio
 
     monkeypatch.setattr(vio, "_import_av", lambda: None)
     analyzer = FaceAnalyzer(tiny_model, BlobDetector(), 64)

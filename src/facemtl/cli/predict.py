@@ -12,10 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from .._rows import safe_name
-from .._video_io import is_stream_url
 from ..errors import FacemtlError, InvalidInputError
 from ..tasks import age_group
 from ..video import VideoConfig
+from ..video.io import is_stream_url
 from ._args import add_dataclass_args, config_from_args
 from ._common import (
     VIDEO_EXTENSIONS,

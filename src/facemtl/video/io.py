@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import re
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInputError, MissingDependencyError, OutputError
+from ..errors import InvalidInputError, MissingDependencyError, OutputError
 
 __all__ = [
     "X264_PRESETS",
@@ -342,7 +343,7 @@ class H264Writer:
         OutputError: the path has another suffix, or the file cannot be created.
     """
 
-    def __init__(self, path: str | Path, rate: Fraction | float, size_wh: tuple[int, int],
+    def __init__(self, path: str | os.PathLike, rate: Fraction | float, size_wh: tuple[int, int],
                  preset: str = "ultrafast", crf: int = 23) -> None:
         av = self.check(path)
         path = Path(path)
@@ -367,7 +368,7 @@ class H264Writer:
         self._av = av
 
     @staticmethod
-    def check(path: str | Path) -> Any:
+    def check(path: str | os.PathLike) -> Any:
         """Refuse, before any work, what would fail at the first frame; returns the ``av`` module.
 
         Raises:

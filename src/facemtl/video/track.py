@@ -19,6 +19,9 @@ A tracked track without a match keeps being reported on its prediction through `
 detector missing a face once does not make it flicker), then becomes lost; a lost track is kept (predicted, its
 velocity fading, not reported) for ``max_lost`` frames, then ends. High-score detections left over start new
 tracks. Ids start at 1 and are never reused. numpy only.
+
+:class:`IouTracker` is the simpler greedy IoU tracker (no prediction): each detection joins the track whose last
+box overlaps it most.
 """
 from __future__ import annotations
 
@@ -27,11 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect.base import Detection
-from .errors import ConfigError
-from .results import Box
+from ..detect.base import Detection
+from ..errors import ConfigError
+from ..results import Box
 
-__all__ = ["BoxKalman", "ByteTracker", "Track", "box_iou_matrix", "linear_assignment"]
+__all__ = ["BoxKalman", "ByteTracker", "IouTracker", "Track", "box_iou_matrix", "linear_assignment"]
 
 _STD_POS = 1.0 / 20  # process/measurement noise of position and size, relative to the box size (ByteTrack)
 _STD_VEL = 1.0 / 160  # process noise of the velocities, relative to the box size
@@ -386,3 +389,55 @@ class ByteTracker:
             else:
                 alive.append(t)
         self.lost = alive
+
+
+# -- the greedy IoU tracker ----------------------------------------------------------------------------
+@dataclass
+class _IouTrack:
+    track_id: int
+    box: Box
+    missed: int = 0
+
+
+class IouTracker:
+    """Greedy IoU tracker: each detection joins the free track whose last box overlaps it most.
+
+    Pairs are taken in decreasing IoU order while the IoU is at least ``iou_threshold``; a detection left
+    over starts a new track; a track unmatched for more than ``max_missed`` consecutive updates ends.
+    Track ids start at 1 and are never reused.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5) -> None:
+        self.iou_threshold = float(iou_threshold)
+        self.max_missed = int(max_missed)
+        self.tracks: dict[int, _IouTrack] = {}
+        self.ended: list[int] = []  # ids ended by the last update
+        self.num_tracks = 0  # tracks started so far
+
+    def update(self, boxes: Sequence[Box]) -> list[int]:
+        """Match one frame's boxes to tracks; returns the track id of each box, in order."""
+        pairs = sorted(((t.box.iou(b), tid, j) for tid, t in self.tracks.items() for j, b in enumerate(boxes)),
+                       key=lambda p: (-p[0], p[1], p[2]))
+        ids: list[int | None] = [None] * len(boxes)
+        used: set[int] = set()
+        for iou, tid, j in pairs:
+            if iou < self.iou_threshold:
+                break
+            if tid in used or ids[j] is not None:
+                continue
+            ids[j] = tid
+            used.add(tid)
+            self.tracks[tid].box, self.tracks[tid].missed = boxes[j], 0
+        self.ended = []
+        for tid, track in list(self.tracks.items()):
+            if tid not in used:
+                track.missed += 1
+                if track.missed > self.max_missed:
+                    del self.tracks[tid]
+                    self.ended.append(tid)
+        for j, b in enumerate(boxes):
+            if ids[j] is None:
+                self.num_tracks += 1
+                ids[j] = self.num_tracks
+                self.tracks[self.num_tracks] = _IouTrack(self.num_tracks, b)
+        return [int(i) for i in ids]  # type: ignore[arg-type]
