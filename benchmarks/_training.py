@@ -7,6 +7,7 @@ at 112 px (``~/.cache/facemtl``); a model with a smaller input size sees the cro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -68,7 +69,7 @@ def copy_sources(sources: list[SourceData], names: set[str] | None = None) -> li
 
 def train_resumable(cfg: TrainConfig, sources: list[SourceData]) -> dict[str, Any]:
     """Train, or finish/reuse a run already in ``cfg.out`` (a rerun of the benchmark continues where it stopped)."""
-    cfg.resume = True  # elapsed_s then counts the training time of earlier sessions too
+    cfg = dataclasses.replace(cfg, resume=True)  # elapsed_s then counts the training time of earlier sessions too
     res = train(cfg, copy_sources(sources))
     done = {k: v for k, v in res.items() if k != "history"}
     (Path(cfg.out) / "train_result.json").write_text(json.dumps(done, default=str))

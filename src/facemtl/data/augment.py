@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 __all__ = ["AugmentConfig"]
 
 
-@dataclass
+@dataclass(frozen=True, eq=True)
 class AugmentConfig:
-    """Augmentation strengths; a probability of 0 turns a step off.
+    """Augmentation strengths; a probability of 0 turns a step off. Frozen: ``dataclasses.replace`` makes a
+    changed copy.
 
     Geometry: ``rotation_deg``, ``shift`` (fraction of the crop), ``zoom`` (relative scale), ``hflip``.
     Photometric: ``brightness``, ``contrast``, ``gamma`` (max |log gamma|), ``saturation``, ``grayscale_p``,

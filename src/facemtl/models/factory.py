@@ -23,9 +23,9 @@ FORMAT_VERSION = 1
 REGRESSION_HEADS = ("bins", "scalar")
 
 
-@dataclass
+@dataclass(frozen=True, eq=True)
 class ModelConfig:
-    """Architecture of a multi-task model.
+    """Architecture of a multi-task model (frozen: ``dataclasses.replace`` makes a changed, validated copy).
 
     Attributes:
         backbone: registered backbone name (see ``list_backbones()``) or ``timm:<name>``.
@@ -48,7 +48,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.backbone.startswith("timm:") and self.backbone not in list_backbones():
             raise unknown_name("backbone", self.backbone, list_backbones())
-        self.tasks = tuple(s.name for s in resolve_tasks(self.tasks))
+        object.__setattr__(self, "tasks", tuple(s.name for s in resolve_tasks(self.tasks)))
         if self.regression_head not in REGRESSION_HEADS:
             raise unknown_name("regression_head", self.regression_head, REGRESSION_HEADS)
         if self.input_size is not None and self.input_size < 32:
@@ -80,9 +80,9 @@ def create_model(
                           "ModelConfig (dataclasses.replace(config, ...))")
     specs = tuple(task_specs) if task_specs is not None else tuple(get_task(t) for t in config.tasks)
     bb = create_backbone(config.backbone, pretrained=config.pretrained)
-    if config.input_size is None:  # a copy: the caller's config stays as given
-        config = copy.copy(config)
-        config.input_size = bb.input_size
+    if config.input_size is None:  # a filled-in copy: the caller's config stays as given
+        config = copy.copy(config)  # not dataclasses.replace: an _unchecked_config would not validate again
+        object.__setattr__(config, "input_size", bb.input_size)
     model = MultiTaskNet(bb, specs, shared_dim=config.shared_dim, regression_head=config.regression_head,
                          attention=config.attention)
     model.config = config  # type: ignore[assignment]
@@ -216,6 +216,7 @@ def _check_preprocess(ckpt: dict[str, Any], path: Path) -> None:
 
 
 def _unchecked_config(cfg: dict[str, Any]) -> ModelConfig:
+    """A ModelConfig of a checkpoint's tasks outside the registry, built without validating them."""
     config = ModelConfig.__new__(ModelConfig)
-    config.__dict__.update(cfg)
+    config.__dict__.update(cfg)  # frozen: no setattr, but the instance dict takes the fields
     return config

@@ -1,5 +1,7 @@
-"""TrainConfig: everything a training run needs, as a plain dataclass (no torch: ``facemtl train --help``, YAML
-recipes and saved run configs load without it; building the model and the loop need the ``train`` extra)."""
+"""TrainConfig: everything a training run needs, as a plain frozen dataclass (no torch: ``facemtl train --help``,
+YAML recipes and saved run configs load without it; building the model and the loop need the ``train`` extra).
+It is validated when built and cannot change after: ``dataclasses.replace(cfg, epochs=20)`` makes (and
+validates) a changed copy."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -20,9 +22,11 @@ LOSS_WEIGHTINGS = ("static", "uncertainty")
 NO_FACE_POLICIES = ("keep", "skip")
 
 
-@dataclass
+@dataclass(frozen=True, eq=True)
 class TrainConfig:
-    """Everything a training run needs; the CLI flags are these field names with dashes.
+    """Everything a training run needs; the CLI flags are these field names with dashes. Frozen: change a
+    copy with ``dataclasses.replace`` (validated again). Not for hashing: ``sample_ratio`` and
+    ``source_val_fraction`` may be dicts.
 
     Example:
         >>> cfg = TrainConfig(utkface="data/utkface", fer2013="data/fer2013", backbone="lite0", epochs=5)
@@ -88,15 +92,15 @@ class TrainConfig:
                 bad = [k for k in value if k not in cls.__dataclass_fields__]
                 if bad:
                     raise unknown_name(f"{name} option", bad[0], list(cls.__dataclass_fields__))
-                setattr(self, name, cls(**value))
+                object.__setattr__(self, name, cls(**value))
         if self.no_face not in NO_FACE_POLICIES:
             raise unknown_name("no_face", self.no_face, NO_FACE_POLICIES)
         if not 0.0 <= self.ferplus_weight <= 1.0:
             raise ConfigError(f"ferplus_weight must be in [0, 1], got {self.ferplus_weight}")
-        self.manifest = tuple(self.manifest or ())
-        self.balance_by = tuple(self.balance_by or ())
+        object.__setattr__(self, "manifest", tuple(self.manifest or ()))
+        object.__setattr__(self, "balance_by", tuple(self.balance_by or ()))
         check_balance(self.balance, self.balance_by, self.balance_power, self.balance_max_ratio)
-        self.tasks = tuple(s.name for s in resolve_tasks(self.tasks))
+        object.__setattr__(self, "tasks", tuple(s.name for s in resolve_tasks(self.tasks)))
         if self.age_loss not in AGE_LOSSES:
             raise unknown_name("age_loss", self.age_loss, AGE_LOSSES)
         if self.loss_weighting not in LOSS_WEIGHTINGS:

@@ -9,7 +9,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..data.transforms import AugmentConfig, augment_batch
 from ..errors import FacemtlError, unknown_name
 from ..models.base import predict_crops_raw
 from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
+from ..models.multitask import MultiTaskNet
 from ..tasks import get_task, in_interval
 from .balance import group_weights
 from .config import TrainConfig
@@ -136,7 +138,7 @@ class _Sampler:
     """
 
     def __init__(self, sources: list[SourceData], batch_size: int, ratio: dict[str, float] | None, seed: int,
-                 weights: list[np.ndarray | None] | None = None, epoch_size: int | None = None):
+                 weights: Sequence[np.ndarray | None] | None = None, epoch_size: int | None = None):
         self.sources, self.batch_size, self.seed = sources, batch_size, seed
         self.probs = [None if w is None or np.allclose(w, w[0]) else w / w.sum()
                       for w in (weights or [None] * len(sources))]
@@ -176,10 +178,11 @@ class _Sampler:
 
 
 def _make_batch(sources: list[SourceData], parts: list[tuple[int, np.ndarray]], size: int, aug: AugmentConfig,
-                device: torch.device, gen: torch.Generator, weights: list[np.ndarray | None] | None = None
+                device: torch.device, gen: torch.Generator, weights: Sequence[np.ndarray | None] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
     """Augmented images, targets and (with ``weights``) per-sample loss weights of one batch."""
-    xs, ts, ws = [], {}, []
+    xs, ws = [], []
+    ts: dict[str, list[torch.Tensor]] = {}
     for k, idx in parts:
         src = sources[k]
         imgs = src.images
@@ -198,7 +201,7 @@ def _make_batch(sources: list[SourceData], parts: list[tuple[int, np.ndarray]], 
     return torch.cat(xs), {k: torch.cat(v).to(device) for k, v in ts.items()}, sample_weight
 
 
-def _set_backbone_trainable(model: torch.nn.Module, trainable: bool) -> None:
+def _set_backbone_trainable(model: MultiTaskNet, trainable: bool) -> None:
     for p in model.backbone.parameters():
         p.requires_grad_(trainable)
 
@@ -266,11 +269,154 @@ def train(cfg: TrainConfig, sources: list[SourceData] | None = None,
 
 def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callable[[dict[str, Any]], None] | None,
            dinfo: DistInfo, device: torch.device) -> dict[str, Any]:
-    main = dinfo.is_main
+    """Setup, resume, then one ``_train_epoch`` + ``_end_epoch`` per epoch until the last, a stop or the budget."""
+    run = _setup(cfg, sources, progress, dinfo, device)
+    _resume(run)
+    run.last_ck = time.time()
+    for epoch in range(run.start_epoch, cfg.epochs):
+        stats = _train_epoch(run, epoch)
+        if not _end_epoch(run, epoch, stats):
+            break
+    return _finish(run)
+
+
+def lr_at(step: int, spent_s: float | None, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """The learning rate of global step ``step`` (0-based): linear warmup over ``cfg.warmup_epochs``, then a
+    cosine to 0 at the last epoch; with a time budget the cosine also ends with the budget when ``spent_s``
+    (seconds of training so far) runs out before the epochs do. ``spent_s`` only counts with a time budget."""
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    total_steps = steps_per_epoch * cfg.epochs
+    progress = (step - warm) / max(1, total_steps - warm)
+    if cfg.time_budget_min and spent_s is not None:
+        progress = max(progress, spent_s / (cfg.time_budget_min * 60 * 0.97))
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass(eq=False)
+class _Run:
+    """One training run: what ``_setup`` builds, then the state that the epochs carry on and last.pt keeps."""
+
+    cfg: TrainConfig
+    dinfo: DistInfo
+    device: torch.device
+    out: Path
+    model: MultiTaskNet
+    size: int
+    train_src: list[SourceData]
+    val_src: list[SourceData]
+    criterion: MultiTaskLoss
+    opt: torch.optim.Optimizer
+    sampler: _Sampler
+    loss_weights: list[np.ndarray] | None  # per-sample loss weights (balance=reweight)
+    steps_per_epoch: int  # this rank's steps (all of them: one process)
+    counts: dict[str, Any]
+    extra_base: dict[str, Any]  # what every checkpoint of the run records besides the weights
+    progress: Callable[[dict[str, Any]], None] | None
+    ema: WeightAverage | None  # the weight average (ema_decay > 0): validated, selected and written as best.pt
+    gen: torch.Generator  # the augmentation's, reseeded every epoch
+    t0: float  # wall clock at the start of this session
+    elapsed_before: float = 0.0  # training seconds of earlier sessions (resume)
+    start_epoch: int = 0
+    start_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -math.inf
+    bad_epochs: int = 0
+    stopped: str = "completed"
+    last_ck: float = 0.0  # wall clock of the last write of last.pt
+    ddp: torch.nn.Module | None = None
+    ddp_frozen: bool | None = None
+    crit_params: list[torch.nn.Parameter] = field(init=False)  # the loss's own (learned task weights)
+
+    def __post_init__(self) -> None:
+        self.crit_params = list(self.criterion.parameters())
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+    @property
+    def scored_model(self) -> MultiTaskNet:
+        """The model that is validated, selected and written as best.pt: the weight average when there is one."""
+        return self.ema.model if self.ema is not None else self.model  # type: ignore[return-value]
+
+    def elapsed(self) -> float:
+        """Seconds of training so far (this process's clock)."""
+        return self.elapsed_before + time.time() - self.t0
+
+    def spent_s(self) -> float:
+        """Seconds of training so far; rank 0's clock on every rank (the same lr and stop on all of them).
+        A collective under DDP: every rank calls it."""
+        spent = self.elapsed()
+        if self.dinfo.enabled:
+            device = self.device if self.device.type == "cuda" else "cpu"
+            box = torch.tensor([spent], dtype=torch.float64, device=device)
+            torch.distributed.broadcast(box, src=0)
+            spent = float(box.item())
+        return spent
+
+    def lr(self, step: int, spent: float | None = None) -> float:
+        """:func:`lr_at` for this run; ``spent`` defaults to this process's clock."""
+        if spent is None and self.cfg.time_budget_min:
+            spent = self.elapsed()
+        return lr_at(step, spent, self.cfg, self.steps_per_epoch)
+
+
+@dataclass
+class _EpochStats:
+    """What one epoch's steps leave for its end: this rank's (or, after ``_gather_epoch``, every rank's) sums."""
+
+    frozen: bool
+    steps: int  # this rank's batches in the epoch
+    train_s: float
+    n_seen: int
+    n_batches: int
+    part_sums: dict[str, float]
+
+
+def _setup(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callable[[dict[str, Any]], None] | None,
+           dinfo: DistInfo, device: torch.device) -> _Run:
+    """Seeds, run folder, model (and its init checkpoint), data, criterion, optimiser, sampler, weight average."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    out = _prepare_out(cfg, dinfo)
+    model = _build_model(cfg)
+    size = model.config.input_size  # type: ignore[union-attr]
+    assert isinstance(size, int)
+    manifest_sha: str | None = None
+    counts: dict[str, Any] = {}
+    if sources is None:
+        sources, counts, manifest_sha = _load_sources(cfg, size, out, dinfo)
+    train_src, val_src = _split(sources, device)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion = MultiTaskLoss(model.tasks, cfg.loss_weighting, cfg.age_loss, cfg.label_smoothing,
+                              cfg.ferplus_weight).to(device)
+    params = [p for p in model.parameters()] + list(criterion.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = _balance_weights(cfg, train_src, dinfo.is_main)
+    sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed,
+                       weights if cfg.balance == "sample" else None, cfg.epoch_size)
+    extra_base = {"train_config": cfg.to_dict(), "data_manifest_sha256": manifest_sha,
+                  "data_counts": {k: dict(v) for k, v in counts.items()}}
+    return _Run(cfg=cfg, dinfo=dinfo, device=device, out=out, model=model, size=size, train_src=train_src,
+                val_src=val_src, criterion=criterion, opt=opt, sampler=sampler,
+                loss_weights=weights if cfg.balance == "reweight" else None,
+                steps_per_epoch=shard_steps(sampler.steps, dinfo.world_size), counts=counts, extra_base=extra_base,
+                progress=progress, ema=WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+                gen=torch.Generator().manual_seed(cfg.seed), t0=time.time())
+
+
+def _prepare_out(cfg: TrainConfig, dinfo: DistInfo) -> Path:
+    """The run folder, emptied of an earlier run with ``overwrite`` (refused without it, unless resuming)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -278,10 +424,15 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         if not cfg.overwrite:
             raise FacemtlError(f"{out} already holds a training run; continue it with --resume, choose another "
                                "--out, or pass --overwrite to replace it")
-        if main:
+        if dinfo.is_main:
             for f in (last_path, best_path, out / "metrics.csv"):
                 f.unlink(missing_ok=True)
     _barrier(dinfo)  # every rank has looked at the run folder before rank 0 writes into it
+    return out
+
+
+def _build_model(cfg: TrainConfig) -> MultiTaskNet:
+    """The run's model, with its weights from ``init_checkpoint`` and/or ``init_backbone`` when given."""
     model_cfg = ModelConfig(backbone=cfg.backbone, tasks=cfg.tasks, input_size=cfg.input_size,
                             shared_dim=cfg.shared_dim, regression_head=regression_head_for(cfg.age_loss),
                             attention=cfg.attention, pretrained=cfg.pretrained)
@@ -293,27 +444,34 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
             raise FacemtlError(f"init_checkpoint {cfg.init_checkpoint} is a {init_backbone} model with tasks "
                                f"{list(init.heads)}; this run builds {cfg.backbone} with {list(model.heads)}")
         model.load_state_dict(init.state_dict())
-    if cfg.init_backbone:  # backbone weights from a file (e.g. ImageNet weights carried to a machine without the package)
+    if cfg.init_backbone:  # backbone weights from a file (ImageNet weights carried to a machine without the package)
         state = torch.load(cfg.init_backbone, map_location="cpu", weights_only=True)
         model.backbone.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    size = model.config.input_size
-    assert size is not None
-    manifest_sha = None
-    counts: dict[str, Any] = {}
-    if sources is None:
-        if not main:  # rank 0 goes first: it writes split.csv and fills the crop cache the others then read
-            _barrier(dinfo)
-        records, counts, manifest_sha = gather_records(
-            cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.seed,
-            out / "split.csv" if main else None, fairface=cfg.fairface, celeba_gender=cfg.celeba_gender,
-            source_val_fraction=cfg.source_val_fraction, ferplus=cfg.ferplus_weight > 0)
-        sources, framed = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers,
-                                        cfg.geometry, cfg.framing, cfg.no_face)
-        if main:
-            _barrier(dinfo)
-        counts["framing"] = framed
-        if main:
-            log.info("data: %s", json.dumps({k: dict(v) for k, v in counts.items()}))
+    return model
+
+
+def _load_sources(cfg: TrainConfig, size: int, out: Path, dinfo: DistInfo
+                  ) -> tuple[list[SourceData], dict[str, Any], str | None]:
+    """The sources of ``cfg``'s data paths, split (split.csv) and framed at ``size``; rank 0 first."""
+    main = dinfo.is_main
+    if not main:  # rank 0 goes first: it writes split.csv and fills the crop cache the others then read
+        _barrier(dinfo)
+    records, counts, manifest_sha = gather_records(
+        cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.seed,
+        out / "split.csv" if main else None, fairface=cfg.fairface, celeba_gender=cfg.celeba_gender,
+        source_val_fraction=cfg.source_val_fraction, ferplus=cfg.ferplus_weight > 0)
+    sources, framed = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers,
+                                    cfg.geometry, cfg.framing, cfg.no_face)
+    if main:
+        _barrier(dinfo)
+    counts["framing"] = framed
+    if main:
+        log.info("data: %s", json.dumps({k: dict(v) for k, v in counts.items()}))
+    return sources, counts, manifest_sha
+
+
+def _split(sources: list[SourceData], device: torch.device) -> tuple[list[SourceData], list[SourceData]]:
+    """The training and validation parts of every source (on the accelerator when there is one)."""
     train_src = [s.subset("train") for s in sources]
     val_src = [s.subset("val") for s in sources]
     if sum(len(s) for s in train_src) == 0:
@@ -322,193 +480,200 @@ def _train(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         for s in train_src + val_src:
             if not isinstance(s.images, torch.Tensor):
                 s.images = torch.from_numpy(np.ascontiguousarray(s.images)).to(device)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    criterion = MultiTaskLoss(model.tasks, cfg.loss_weighting, cfg.age_loss, cfg.label_smoothing,
-                              cfg.ferplus_weight).to(device)
-    params = [p for p in model.parameters()] + list(criterion.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    weights = None
-    if cfg.balance != "none":
-        weights = [group_weights(s.targets, cfg.balance_by, cfg.balance_power, cfg.balance_max_ratio)
-                   for s in train_src]
-        for s, w in zip(train_src, weights if main else []):
-            log.info("%s: balance=%s by %s, weights %.2f..%.2f", s.name, cfg.balance, ",".join(cfg.balance_by),
-                     w.min() if len(w) else 1.0, w.max() if len(w) else 1.0)
-    sampler = _Sampler(train_src, cfg.batch_size, cfg.sample_ratio, cfg.seed,
-                       weights if cfg.balance == "sample" else None, cfg.epoch_size)
-    loss_weights = weights if cfg.balance == "reweight" else None
-    steps_per_epoch = shard_steps(sampler.steps, dinfo.world_size)  # this rank's steps (all of them: one process)
-    total_steps = steps_per_epoch * cfg.epochs
-    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    return train_src, val_src
 
-    def spent_s() -> float:
-        """Seconds of training so far; rank 0's clock on every rank (the same lr and stop on all of them)."""
-        spent = elapsed_before + time.time() - t0
-        if dinfo.enabled:
-            box = torch.tensor([spent], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
-            torch.distributed.broadcast(box, src=0)
-            spent = float(box.item())
-        return spent
 
-    def lr_at(step: int, spent: float | None = None) -> float:
-        if step < warm:
-            return cfg.lr * (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        if cfg.time_budget_min:  # the cosine ends with the budget when time runs out before the epochs do
-            if spent is None:
-                spent = elapsed_before + time.time() - t0
-            progress = max(progress, spent / (cfg.time_budget_min * 60 * 0.97))
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def _balance_weights(cfg: TrainConfig, train_src: list[SourceData], main: bool) -> list[np.ndarray] | None:
+    """Per-sample group weights of every training source (``balance`` sample or reweight); None without."""
+    if cfg.balance == "none":
+        return None
+    weights = [group_weights(s.targets, cfg.balance_by, cfg.balance_power, cfg.balance_max_ratio)
+               for s in train_src]
+    for s, w in zip(train_src, weights if main else []):
+        log.info("%s: balance=%s by %s, weights %.2f..%.2f", s.name, cfg.balance, ",".join(cfg.balance_by),
+                 w.min() if len(w) else 1.0, w.max() if len(w) else 1.0)
+    return weights
 
-    start_epoch, start_step, history, best_score, bad_epochs = 0, 0, [], -math.inf, 0
-    # The weight average (ema_decay > 0) is what is validated, selected and written as best.pt.
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    elapsed_before = 0.0
-    t0 = time.time()
+
+def _resume(run: _Run) -> None:
+    """With ``resume``: the weights, optimiser, criterion, weight average, position and history of last.pt."""
+    cfg, dinfo, last_path = run.cfg, run.dinfo, run.last_path
     if cfg.resume and last_path.exists():
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        criterion.load_state_dict(ck["criterion"])
-        start_epoch, start_step = ck["epoch"], ck["step"]
-        history, best_score, bad_epochs = ck["history"], ck["best_score"], ck["bad_epochs"]
-        elapsed_before = ck.get("elapsed_s", 0.0)
-        if ema is not None:
+        run.model.load_state_dict(ck["state_dict"])
+        run.opt.load_state_dict(ck["optimizer"])
+        run.criterion.load_state_dict(ck["criterion"])
+        run.start_epoch, run.start_step = ck["epoch"], ck["step"]
+        run.history, run.best_score, run.bad_epochs = ck["history"], ck["best_score"], ck["bad_epochs"]
+        run.elapsed_before = ck.get("elapsed_s", 0.0)
+        if run.ema is not None:
             if ck.get("ema"):
-                ema.load_state_dict(ck["ema"])
+                run.ema.load_state_dict(ck["ema"])
             else:  # a run started without the average: it starts from the resumed weights
-                ema = WeightAverage(model, cfg.ema_decay)
-        if start_step and ck.get("world_size", 1) != dinfo.world_size:
+                run.ema = WeightAverage(run.model, cfg.ema_decay)
+        if run.start_step and ck.get("world_size", 1) != dinfo.world_size:
             raise FacemtlError(f"{last_path} stopped mid-epoch in a run of {ck.get('world_size', 1)} process(es); "
                                f"resume it with the same number of processes (this one has {dinfo.world_size})")
-        if main:
-            log.info("resumed from %s at epoch %d step %d", last_path, start_epoch, start_step)
-    elif cfg.resume and main:
+        if dinfo.is_main:
+            log.info("resumed from %s at epoch %d step %d", last_path, run.start_epoch, run.start_step)
+    elif cfg.resume and dinfo.is_main:
         log.warning("--resume given but %s does not exist; starting fresh", last_path)
 
-    extra_base = {"train_config": cfg.to_dict(), "data_manifest_sha256": manifest_sha,
-                  "data_counts": {k: dict(v) for k, v in counts.items()}}
 
-    def save_last(epoch: int, step: int) -> None:
-        if not main:
-            return
-        save_checkpoint(last_path, model, geometry=cfg.geometry, framing=cfg.framing, extra={
-            **extra_base, "optimizer": opt.state_dict(), "criterion": criterion.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "epoch": epoch,
-            "step": step, "history": history, "best_score": best_score, "bad_epochs": bad_epochs,
-            "elapsed_s": elapsed_before + time.time() - t0, "world_size": dinfo.world_size})
-        log.debug("rank %d wrote %s", dinfo.rank, last_path)
+def _save_last(run: _Run, epoch: int, step: int) -> None:
+    """last.pt (rank 0 only): everything a resume at (epoch, step) needs."""
+    if not run.dinfo.is_main:
+        return
+    cfg = run.cfg
+    save_checkpoint(run.last_path, run.model, geometry=cfg.geometry, framing=cfg.framing, extra={
+        **run.extra_base, "optimizer": run.opt.state_dict(), "criterion": run.criterion.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epoch,
+        "step": step, "history": run.history, "best_score": run.best_score, "bad_epochs": run.bad_epochs,
+        "elapsed_s": run.elapsed(), "world_size": run.dinfo.world_size})
+    log.debug("rank %d wrote %s", run.dinfo.rank, run.last_path)
 
-    crit_params = list(criterion.parameters())
-    ddp: torch.nn.Module | None = None
-    ddp_frozen: bool | None = None
 
-    last_ck = time.time()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    metrics_csv = out / "metrics.csv"
-    stopped = "completed"
-    for epoch in range(start_epoch, cfg.epochs):
-        frozen = epoch < cfg.freeze_epochs
-        _set_backbone_trainable(model, not frozen)
-        if dinfo.enabled and frozen != ddp_frozen:  # DDP syncs the parameters that train: rewrap when they change
-            from torch.nn.parallel import DistributedDataParallel
+def _start_epoch(run: _Run, epoch: int) -> tuple[bool, torch.nn.Module, list[list[tuple[int, np.ndarray]]]]:
+    """Freeze or unfreeze the backbone (rewrapping DDP), seed the augmentation; (frozen, net, this rank's batches)."""
+    cfg, dinfo, device, model = run.cfg, run.dinfo, run.device, run.model
+    frozen = epoch < cfg.freeze_epochs
+    _set_backbone_trainable(model, not frozen)
+    if dinfo.enabled and frozen != run.ddp_frozen:  # DDP syncs the parameters that train: rewrap when they change
+        from torch.nn.parallel import DistributedDataParallel
 
-            ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-            ddp_frozen = frozen
-        net = ddp if ddp is not None else model
-        net.train()
-        if frozen:
-            model.backbone.eval()  # frozen batch-norm statistics too
-        gen.manual_seed(cfg.seed * 1000 + epoch + 7919 * dinfo.rank)  # each rank its own augmentations
-        batches = shard_batches(sampler.epoch(epoch), dinfo.rank, dinfo.world_size)
-        te, n_seen, part_sums = time.time(), 0, {}
-        for step in range(start_step if epoch == start_epoch else 0, len(batches)):
-            gstep = epoch * steps_per_epoch + step
-            _test_kill_hook(dinfo.rank, gstep)
-            spent = spent_s() if cfg.time_budget_min and dinfo.enabled else None
-            for g in opt.param_groups:
-                g["lr"] = lr_at(gstep, spent)
-            x, targets, sample_weight = _make_batch(train_src, batches[step], size, cfg.augment, device, gen,
-                                                    loss_weights)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                outputs = net(x)
-            loss, parts = criterion({k: v.float() for k, v in outputs.items()}, targets, sample_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            _sync_extra_grads(crit_params, dinfo)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            if ema is not None:
-                ema.update(model)
-            n_seen += len(x)
-            for k, v in parts.items():
-                part_sums[k] = part_sums.get(k, 0.0) + v
-            if progress:
-                progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1, "steps": len(batches),
-                          "loss": float(loss.detach()) if device.type == "cpu" else None,
+        run.ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        run.ddp_frozen = frozen
+    net = run.ddp if run.ddp is not None else model
+    net.train()
+    if frozen:
+        model.backbone.eval()  # frozen batch-norm statistics too
+    run.gen.manual_seed(cfg.seed * 1000 + epoch + 7919 * dinfo.rank)  # each rank its own augmentations
+    return frozen, net, shard_batches(run.sampler.epoch(epoch), dinfo.rank, dinfo.world_size)
+
+
+def _train_epoch(run: _Run, epoch: int) -> _EpochStats:
+    """The steps of one epoch (from the resumed step in the first): lr, batch, optimiser step, progress, the
+    periodic last.pt and the time budget (which sets ``run.stopped``)."""
+    cfg, dinfo = run.cfg, run.dinfo
+    frozen, net, batches = _start_epoch(run, epoch)
+    te, n_seen = time.time(), 0
+    part_sums: dict[str, float] = {}
+    for step in range(run.start_step if epoch == run.start_epoch else 0, len(batches)):
+        gstep = epoch * run.steps_per_epoch + step
+        _test_kill_hook(dinfo.rank, gstep)
+        spent = run.spent_s() if cfg.time_budget_min and dinfo.enabled else None
+        for g in run.opt.param_groups:
+            g["lr"] = run.lr(gstep, spent)
+        n, loss, parts = _step(run, net, batches[step])
+        n_seen += n
+        for k, v in parts.items():
+            part_sums[k] = part_sums.get(k, 0.0) + v
+        if run.progress:
+            run.progress({"epoch": epoch, "epochs": cfg.epochs, "step": step + 1, "steps": len(batches),
+                          "loss": float(loss.detach()) if run.device.type == "cpu" else None,
                           "images_per_s": n_seen / max(1e-6, time.time() - te)})
-            if time.time() - last_ck > cfg.checkpoint_every_min * 60:
-                save_last(epoch, step + 1)
-                last_ck = time.time()
-            if cfg.time_budget_min and (
-                    (spent_s() if dinfo.enabled else elapsed_before + time.time() - t0) > cfg.time_budget_min * 60):
-                stopped = "time budget"
-                break
-        start_step = 0
-        train_s = time.time() - te
-        n_batches = len(batches)
-        if dinfo.enabled:  # the epoch's loss and throughput over every rank's batches
-            shares: list[Any] = [None] * dinfo.world_size
-            torch.distributed.all_gather_object(shares, (n_seen, part_sums, n_batches))
-            n_seen, n_batches, part_sums = sum(s[0] for s in shares), sum(s[2] for s in shares), {}
-            for _, sums, _ in shares:
-                for k, v in sums.items():
-                    part_sums[k] = part_sums.get(k, 0.0) + v
-        row, val, score = None, {}, 0.0
-        if main:  # validation on rank 0; the others wait for its result
-            val = quick_metrics(ema.model if ema is not None else model, val_src, size, device, cfg.val_flip_tta)
-            score = selection_score(val)
-            row = {"epoch": epoch + 1, "train_s": round(train_s, 1),
-                   "images_per_s": round(n_seen / max(train_s, 1e-6), 1),
-                   "lr": lr_at(epoch * steps_per_epoch + len(batches) - 1), "frozen": frozen,
-                   **{f"train_loss/{k}": round(v / max(1, n_batches), 4) for k, v in part_sums.items()},
-                   **{f"val/{k}": round(v, 4) for k, v in val.items()}, "val/score": round(score, 4)}
-        row, score = _from_rank0(dinfo, (row, score))
-        history.append(row)
-        improved = score > best_score
-        if improved:
-            best_score, bad_epochs = score, 0
-            if main:
-                save_checkpoint(best_path, ema.model if ema is not None else model, geometry=cfg.geometry,
-                                framing=cfg.framing, extra={**extra_base, "epoch": epoch + 1, "val_metrics": val})
-                log.debug("rank %d wrote %s", dinfo.rank, best_path)
-        else:
-            bad_epochs += 1
-        save_last(epoch + 1, 0)
-        last_ck = time.time()
+        if time.time() - run.last_ck > cfg.checkpoint_every_min * 60:
+            _save_last(run, epoch, step + 1)
+            run.last_ck = time.time()
+        if cfg.time_budget_min and run.spent_s() > cfg.time_budget_min * 60:
+            run.stopped = "time budget"
+            break
+    run.start_step = 0
+    return _EpochStats(frozen=frozen, steps=len(batches), train_s=time.time() - te, n_seen=n_seen,
+                       n_batches=len(batches), part_sums=part_sums)
+
+
+def _step(run: _Run, net: torch.nn.Module, parts: list[tuple[int, np.ndarray]]
+          ) -> tuple[int, torch.Tensor, dict[str, float]]:
+    """One optimiser step on one batch (and the weight average's update); (images, loss, loss per task)."""
+    cfg, device = run.cfg, run.device
+    x, targets, sample_weight = _make_batch(run.train_src, parts, run.size, cfg.augment, device, run.gen,
+                                            run.loss_weights)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        outputs = net(x)
+    loss, losses = run.criterion({k: v.float() for k, v in outputs.items()}, targets, sample_weight)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    _sync_extra_grads(run.crit_params, run.dinfo)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
+    run.opt.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return len(x), loss, losses
+
+
+def _gather_epoch(dinfo: DistInfo, stats: _EpochStats) -> _EpochStats:
+    """The epoch's images, batches and loss sums over every rank's batches (a collective under DDP)."""
+    if not dinfo.enabled:
+        return stats
+    shares: list[Any] = [None] * dinfo.world_size
+    torch.distributed.all_gather_object(shares, (stats.n_seen, stats.part_sums, stats.n_batches))
+    part_sums: dict[str, float] = {}
+    for _, sums, _ in shares:
+        for k, v in sums.items():
+            part_sums[k] = part_sums.get(k, 0.0) + v
+    return replace(stats, n_seen=sum(s[0] for s in shares), n_batches=sum(s[2] for s in shares),
+                   part_sums=part_sums)
+
+
+def _epoch_row(run: _Run, epoch: int, stats: _EpochStats, val: dict[str, float], score: float) -> dict[str, Any]:
+    """The epoch's metrics.csv row (and history entry)."""
+    train_s = stats.train_s
+    return {"epoch": epoch + 1, "train_s": round(train_s, 1),
+            "images_per_s": round(stats.n_seen / max(train_s, 1e-6), 1),
+            "lr": run.lr(epoch * run.steps_per_epoch + stats.steps - 1), "frozen": stats.frozen,
+            **{f"train_loss/{k}": round(v / max(1, stats.n_batches), 4) for k, v in stats.part_sums.items()},
+            **{f"val/{k}": round(v, 4) for k, v in val.items()}, "val/score": round(score, 4)}
+
+
+def _end_epoch(run: _Run, epoch: int, stats: _EpochStats) -> bool:
+    """Validation (rank 0), selection, best.pt / last.pt / metrics.csv (rank 0), the barrier, early stopping;
+    returns whether training goes on."""
+    cfg, dinfo, main = run.cfg, run.dinfo, run.dinfo.is_main
+    stats = _gather_epoch(dinfo, stats)
+    row, val, score = None, {}, 0.0
+    if main:  # validation on rank 0; the others wait for its result
+        val = quick_metrics(run.scored_model, run.val_src, run.size, run.device, cfg.val_flip_tta)
+        score = selection_score(val)
+        row = _epoch_row(run, epoch, stats, val, score)
+    row, score = _from_rank0(dinfo, (row, score))
+    run.history.append(row)
+    if score > run.best_score:
+        run.best_score, run.bad_epochs = score, 0
         if main:
-            _append_csv(metrics_csv, row)
-            log.info("epoch %d: %s", epoch + 1, json.dumps(row))
-        # No rank starts the next epoch before rank 0 has written this one's checkpoints and metrics row: a rank
-        # that dies early in the next epoch then never takes an unwritten epoch with it.
-        _barrier(dinfo)
-        if progress:
-            progress({"epoch_end": row})
-        if stopped != "completed":
-            break
-        if bad_epochs >= cfg.patience:
-            stopped = "early stopping"
-            break
-    if main and not best_path.exists():
-        save_checkpoint(best_path, ema.model if ema is not None else model, geometry=cfg.geometry,
-                        framing=cfg.framing, extra=extra_base)
-    _barrier(dinfo)  # every file is written before any rank returns
-    return {"best": str(best_path), "last": str(last_path), "history": history, "stopped": stopped,
-            "best_score": best_score, "data_counts": counts, "elapsed_s": elapsed_before + time.time() - t0}
+            save_checkpoint(run.best_path, run.scored_model, geometry=cfg.geometry, framing=cfg.framing,
+                            extra={**run.extra_base, "epoch": epoch + 1, "val_metrics": val})
+            log.debug("rank %d wrote %s", dinfo.rank, run.best_path)
+    else:
+        run.bad_epochs += 1
+    _save_last(run, epoch + 1, 0)
+    run.last_ck = time.time()
+    if main:
+        _append_csv(run.out / "metrics.csv", row)
+        log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+    # No rank starts the next epoch before rank 0 has written this one's checkpoints and metrics row: a rank
+    # that dies early in the next epoch then never takes an unwritten epoch with it.
+    _barrier(dinfo)
+    if run.progress:
+        run.progress({"epoch_end": row})
+    if run.stopped != "completed":
+        return False
+    if run.bad_epochs >= cfg.patience:
+        run.stopped = "early stopping"
+        return False
+    return True
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """best.pt when no epoch wrote one (rank 0), the final barrier, and train()'s result."""
+    if run.dinfo.is_main and not run.best_path.exists():
+        save_checkpoint(run.best_path, run.scored_model, geometry=run.cfg.geometry, framing=run.cfg.framing,
+                        extra=run.extra_base)
+    _barrier(run.dinfo)  # every file is written before any rank returns
+    return {"best": str(run.best_path), "last": str(run.last_path), "history": run.history, "stopped": run.stopped,
+            "best_score": run.best_score, "data_counts": run.counts, "elapsed_s": run.elapsed()}
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
