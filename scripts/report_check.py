@@ -68,7 +68,7 @@ def make_report(out_dir: Path, *, model: str | None = None, utkface: str | None 
                 split: str = "val", limit: int | None = None, bootstrap: int = 200) -> Path:
     """``facemtl evaluate --report out_dir``: evaluate with per-image samples, write the report; index.html."""
     from facemtl.evaluate.evaluate import EvaluateConfig, evaluate
-    from facemtl.evaluate.report import write_report
+    from facemtl.report.html import write_report
 
     rep = evaluate(EvaluateConfig(model=model, utkface=utkface, fer2013=fer2013, split=split, limit=limit,
                                   bootstrap=bootstrap, keep_samples=True))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 
+from facemtl.report._format import number, percent
 
-def pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
+pct = partial(percent, sign="")  # a share in percent, without the sign ("n/a" when missing)
 
 
 def main(path: str) -> None:
@@ -40,7 +41,7 @@ def main(path: str) -> None:
             if row["grouping"] != "ethnicity x gender":
                 continue
             v, lo, hi = row["value"], row.get("ci_low"), row.get("ci_high")
-            f = (lambda x: f"{x:.2f}") if tab["metric"] == "mae" else (lambda x: f"{100 * x:.1f}")
+            f = number if tab["metric"] == "mae" else pct
             ci = f" [{f(lo)}-{f(hi)}]" if lo is not None else ""
             cells[(row["group"]["ethnicity"], row["group"]["gender"])] = f"{f(v)}{ci} (n={row['n']})"
         for eth in ("white", "black", "asian", "indian", "others"):

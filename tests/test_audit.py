@@ -145,7 +145,8 @@ def test_no_group_labels_is_an_error(audit_data, capsys):
 
 
 def test_gap_confidence_interval() -> None:
-    from facemtl.evaluate.fairness import format_fairness, group_table
+    from facemtl.evaluate.fairness import group_table
+    from facemtl.report.text import format_fairness
 
     recs = ([{"ethnicity": "white", "y_true": "happy", "y_pred": "happy"}] * 40
             + [{"ethnicity": "black", "y_true": "happy", "y_pred": "happy" if i % 2 else "sad"} for i in range(40)]
@@ -279,7 +280,7 @@ def test_audit_of_a_calibrated_model_shows_age_interval_coverage_per_group(audit
 
 
 def test_format_age_coverage_verdicts() -> None:
-    from facemtl.evaluate.calibration_report import format_age_coverage
+    from facemtl.report.text import format_age_coverage
 
     section = {"level": 0.9, "measured_on": "the evaluation half", "n": 400, "age_by_group": {
         "white & male": {"n": 150, "coverage": 0.913, "coverage_ci": [0.87, 0.95], "mean_width": 12.34,

@@ -20,7 +20,7 @@ from browser_check import MAX_CARD_PX, check_page, chromium, grid_faces
 from report_check import check_report
 from test_report import tiny_report  # noqa: F401 - the report of an untrained tiny model, with samples
 
-from facemtl.evaluate.report import write_report
+from facemtl.report.html import write_report
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(chromium() is None, reason="no Chromium binary found (apt-get install chromium)")]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from facemtl.errors import InvalidInputError, UnknownNameError
+from facemtl.evaluate import bootstrap as B
 from facemtl.evaluate import fairness as F
 from facemtl.tasks import get_task
 
@@ -137,28 +138,28 @@ def test_class_indices_and_bad_labels() -> None:
 def test_bootstrap_is_seeded_and_contains_estimate() -> None:
     v = np.array([1.0] * 7 + [0.0] * 5)
     fn = lambda idx: float(v[idx].mean())  # noqa: E731
-    a = F.bootstrap_ci(fn, v.size, n_boot=300, seed=1)
-    assert a == F.bootstrap_ci(fn, v.size, n_boot=300, seed=1)
+    a = B.bootstrap_ci(fn, v.size, n_boot=300, seed=1)
+    assert a == B.bootstrap_ci(fn, v.size, n_boot=300, seed=1)
     w = np.linspace(0.0, 10.0, 12) ** 2  # continuous values: another seed moves the interval
-    assert F.bootstrap_mean_ci(w, n_boot=300, seed=1) != F.bootstrap_mean_ci(w, n_boot=300, seed=2)
+    assert B.bootstrap_mean_ci(w, n_boot=300, seed=1) != B.bootstrap_mean_ci(w, n_boot=300, seed=2)
     lo, hi = a
     assert 0.0 <= lo <= v.mean() <= hi <= 1.0 and lo < hi
     # The vectorised mean version draws the same resamples.
-    assert F.bootstrap_mean_ci(v, n_boot=300, seed=1) == pytest.approx(a)
+    assert B.bootstrap_mean_ci(v, n_boot=300, seed=1) == pytest.approx(a)
     # A wider confidence level gives a wider interval.
-    lo90, hi90 = F.bootstrap_mean_ci(v, n_boot=300, alpha=0.1, seed=1)
+    lo90, hi90 = B.bootstrap_mean_ci(v, n_boot=300, alpha=0.1, seed=1)
     assert lo <= lo90 and hi90 <= hi
 
 
 def test_bootstrap_edge_cases() -> None:
-    assert all(math.isnan(x) for x in F.bootstrap_ci(lambda i: 1.0, 0))
-    assert all(math.isnan(x) for x in F.bootstrap_mean_ci([]))
-    assert F.bootstrap_mean_ci([0.7], n_boot=50) == (0.7, 0.7)
-    assert F.bootstrap_mean_ci([3.0, 3.0, 3.0], n_boot=50) == (3.0, 3.0)
+    assert all(math.isnan(x) for x in B.bootstrap_ci(lambda i: 1.0, 0))
+    assert all(math.isnan(x) for x in B.bootstrap_mean_ci([]))
+    assert B.bootstrap_mean_ci([0.7], n_boot=50) == (0.7, 0.7)
+    assert B.bootstrap_mean_ci([3.0, 3.0, 3.0], n_boot=50) == (3.0, 3.0)
     with pytest.raises(InvalidInputError, match="n_boot"):
-        F.bootstrap_ci(lambda i: 1.0, 5, n_boot=0)
+        B.bootstrap_ci(lambda i: 1.0, 5, n_boot=0)
     with pytest.raises(InvalidInputError, match="alpha"):
-        F.bootstrap_mean_ci([1.0], alpha=1.5)
+        B.bootstrap_mean_ci([1.0], alpha=1.5)
 
 
 def test_group_table_with_cis() -> None:

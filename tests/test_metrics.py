@@ -9,6 +9,7 @@ import pytest
 
 from facemtl.errors import InvalidInputError, UnknownNameError
 from facemtl.evaluate import metrics as M
+from facemtl.report.text import format_metrics
 from facemtl.tasks import AGE_BANDS, AGE_GROUPS, TaskSpec, age_band, age_group, get_task, list_tasks
 
 # ---------------------------------------------------------------- registry
@@ -284,7 +285,7 @@ def test_flatten_and_format() -> None:
     assert flat["emotion/n"] == 0
     assert not any(k.startswith("gender/confusion_matrix") for k in flat)
 
-    text = M.format_metrics(report)
+    text = format_metrics(report)
     assert "age (n=3)" in text and "MAE by band" in text and "60+ n/a (n=0)" in text
     assert "accuracy 50.0%" in text and "positive: female" in text
     assert "rows true, columns predicted" in text and "female" in text

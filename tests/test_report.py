@@ -14,7 +14,7 @@ from PIL import Image
 
 from facemtl.cli.__main__ import main
 from facemtl.evaluate.evaluate import EvaluateConfig, evaluate
-from facemtl.evaluate.report import write_report
+from facemtl.report.html import write_report
 
 SECTIONS = ("data", "metrics", "confusion", "age", "calibration", "fairness", "gallery")
 
@@ -260,7 +260,7 @@ def calibrated_report(tiny_report):
 
 
 def test_calibration_section_shows_the_measured_numbers(calibrated_report, tmp_path):
-    from facemtl.evaluate.calibration_report import format_calibration
+    from facemtl.report.text import format_calibration
 
     rep = calibrated_report["report"]
     cal = rep["calibration"]
@@ -323,7 +323,7 @@ def _fragment_text(fragment: str) -> str:
 
 
 def test_calibration_section_verdicts_against_the_targets(calibrated_report, tmp_path):
-    from facemtl.evaluate.report import render_html
+    from facemtl.report.html import render_html
 
     rep = copy.deepcopy(calibrated_report["report"])
     cal = rep["calibration"]
@@ -385,7 +385,7 @@ def test_summary_leads_and_groups_too_small_to_compare_are_folded(tiny_report, t
 
 
 def test_audit_page_charts_each_grouping_with_ci_whiskers(tiny_report, tmp_path):
-    from facemtl.evaluate.report import write_audit
+    from facemtl.report.html import write_audit
 
     rep = copy.deepcopy(tiny_report["report"])
     rep["fairness"]["min_count"] = 2

@@ -6,7 +6,6 @@ gender group (measured on the evaluation half of the held-out images)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -40,8 +39,9 @@ def _has_groups(fair: dict) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate.evaluate import evaluate
-    from ..evaluate.fairness import format_fairness
-    from ..evaluate.report import audit_data, write_audit
+    from ..report._format import json_text
+    from ..report.html import audit_data, write_audit
+    from ..report.text import format_fairness
 
     cfg = eval_config(args)
     if cfg.fer2013 and not (cfg.utkface or cfg.manifest):
@@ -54,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
     print_eval_header(report)
     print(format_fairness(fair))
     if report.get("calibration") is not None:
-        from ..evaluate.calibration_report import format_age_coverage
+        from ..report.text import format_age_coverage
 
         print()
         print(format_age_coverage(report["calibration"]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(audit_data(report), indent=1, allow_nan=False))
+        Path(args.json).write_text(json_text(audit_data(report)))
         print(f"\naudit written to {args.json}", file=sys.stderr)
     if args.out:
         page = write_audit(report, args.out)

@@ -24,12 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate.calibrate import fit_calibration, write_calibrated
+    from ..report._format import format_temperatures
 
     if args.min_group < 10:
         args.usage_error(f"--min-group must be at least 10, got {args.min_group}")
     calibration, _, src = fit_calibration(eval_config(args), min_group=args.min_group)
     out = write_calibrated(src, args.out, calibration)
-    temps = ", ".join(f"{k} T={v:.2f}" for k, v in calibration.temperatures.items())
+    temps = format_temperatures(calibration.temperatures)
     age = calibration.age
     widths = ""
     if age is not None:

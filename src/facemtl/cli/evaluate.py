@@ -4,7 +4,6 @@ matrices, per-group fairness table."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate.evaluate import evaluate, format_by_source
-    from ..evaluate.fairness import format_fairness
-    from ..evaluate.metrics import format_metrics
+    from ..evaluate.evaluate import evaluate
+    from ..report._format import json_text
+    from ..report.text import format_by_source, format_fairness, format_metrics
 
     cfg = eval_config(args)
     if getattr(args, "report", None):
@@ -38,16 +37,16 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_fairness(report["fairness"], detail=False))
     if "calibration" in report:
-        from ..evaluate.calibration_report import format_calibration
+        from ..report.text import format_calibration
 
         print()
         print(format_calibration(report["calibration"]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        Path(args.json).write_text(json_text(report))
         print(f"\nfull report written to {args.json}", file=sys.stderr)
     if getattr(args, "report", None):
-        from ..evaluate.report import write_report
+        from ..report.html import write_report
 
         index = write_report(report, args.report, samples=samples)
         print(index)

@@ -1,7 +1,9 @@
-"""Evaluation: metrics (registry by name, per-task reports) and fairness tables.
+"""Evaluation, the computation: metrics (registry by name, per-task reports), fairness tables as data, bootstrap
+confidence intervals, the evaluation run (:mod:`.evaluate`), calibration fitting (:mod:`.calibrate`) and its
+measurement (:mod:`.calibration_report`). Their text, HTML and charts are :mod:`facemtl.report`.
 
 Example:
-    >>> from facemtl.evaluate import compute_task_metrics, format_metrics
+    >>> from facemtl.evaluate import compute_task_metrics
     >>> from facemtl.tasks import get_task
     >>> report = {"age": compute_task_metrics(get_task("age"), [20.0, 40.0], [22.0, 37.0])}
     >>> report["age"]["mae"]
@@ -9,10 +11,9 @@ Example:
 """
 from __future__ import annotations
 
+from .bootstrap import bootstrap_ci, bootstrap_gap_ci, bootstrap_mean_ci
 from .fairness import (
     DEFAULT_GROUP_KEYS,
-    bootstrap_ci,
-    bootstrap_mean_ci,
     build_records,
     fairness_report,
     fairness_rows,
@@ -32,7 +33,6 @@ from .metrics import (
     expected_calibration_error,
     f1,
     flatten_metrics,
-    format_metrics,
     get_metric,
     list_metrics,
     macro_f1,
@@ -76,13 +76,14 @@ __all__ = [
     "negative_log_likelihood",
     "compute_task_metrics",
     "flatten_metrics",
-    "format_metrics",
     # fairness
     "DEFAULT_GROUP_KEYS",
     "build_records",
-    "bootstrap_ci",
-    "bootstrap_mean_ci",
     "group_table",
     "fairness_report",
     "fairness_rows",
+    # bootstrap
+    "bootstrap_ci",
+    "bootstrap_mean_ci",
+    "bootstrap_gap_ci",
 ]

@@ -3,7 +3,8 @@
 ``facemtl calibrate`` fits on one fixed half of the held-out images (:func:`facemtl.calibration.calibration_half`);
 this report measures on the other half: the age interval's coverage and mean width per source and per
 ethnicity x gender group (percentile-bootstrap intervals), and the expected calibration error (ECE) of every
-classification head before (plain softmax) and after temperature scaling, per source.
+classification head before (plain softmax) and after temperature scaling, per source. As text:
+:func:`facemtl.report.text.format_calibration` and :func:`facemtl.report.text.format_age_coverage`.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import numpy as np
 
 from ..calibration import Calibration, calibration_half
 from ..tasks import get_task
+from .bootstrap import bootstrap_mean_ci
 from .metrics import expected_calibration_error
 
-__all__ = ["calibration_report", "format_calibration", "format_age_coverage", "age_targets", "GROUP_MIN",
-           "ECE_TARGET"]
+__all__ = ["calibration_report", "age_targets", "GROUP_MIN", "ECE_TARGET"]
 
 GROUP_MIN = 100  # groups with fewer faces are listed, not held to the coverage target
 ECE_TARGET = 0.03  # the issue's target for every classification head on every source, after calibration
@@ -39,11 +40,10 @@ def _name(record: Any) -> str:
 
 
 def _boot_ci(hits: np.ndarray, n_boot: int, seed: int = 0) -> list[float] | None:
+    """95% percentile-bootstrap interval of the share of hits; None without resamples or under two faces."""
     if n_boot <= 0 or len(hits) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    means = hits[rng.integers(0, len(hits), (n_boot, len(hits)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    return list(bootstrap_mean_ci(hits, n_boot, 0.05, seed))
 
 
 def _age_block(true: np.ndarray, low: np.ndarray, high: np.ndarray, idx: np.ndarray, n_boot: int) -> dict[str, Any]:
@@ -102,62 +102,3 @@ def calibration_report(records: Sequence[Any], targets: Mapping[str, np.ndarray]
                     block["held_to_target"] = block["n"] >= GROUP_MIN
                     out["age_by_group"][f"{en} & {gn}"] = block
     return out
-
-
-def _pct(v: Any) -> str:
-    return "-" if v is None else f"{100 * float(v):.1f}%"
-
-
-def format_calibration(section: Mapping[str, Any]) -> str:
-    """The text summary of :func:`calibration_report`."""
-    lvl = section["level"]
-    lines = [f"calibration (on {section['measured_on']}; {section['n']} images); temperatures: "
-             + ", ".join(f"{k} {v:.2f}" for k, v in section.get("temperatures", {}).items())]
-    for src, b in section.get("by_source", {}).items():
-        parts = []
-        a = b.get("age") or {}
-        if a.get("n"):
-            ci = a.get("coverage_ci")
-            parts.append(f"age {lvl:.0%} interval coverage {_pct(a['coverage'])}"
-                         + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
-                         + f", mean width {a['mean_width']:.1f} y (n={a['n']})")
-        for task, e in (b.get("ece") or {}).items():
-            before = f"{_pct(e['before'])} -> " if "before" in e else ""
-            parts.append(f"{task} ECE {before}{_pct(e['after'])} (n={e['n']})")
-        if parts:
-            lines.append(f"  {src}: " + "; ".join(parts))
-    groups = section.get("age_by_group") or {}
-    if groups:
-        cells = [f"{k} {_pct(v['coverage'])} (n={v['n']}{'' if v['held_to_target'] else ', few'})"
-                 for k, v in groups.items() if v.get("n")]
-        lines.append("  age interval coverage by ethnicity x gender: " + "; ".join(cells))
-    return "\n".join(lines)
-
-
-def format_age_coverage(section: Mapping[str, Any]) -> str:
-    """The age interval coverage per ethnicity x gender group of :func:`calibration_report`, one line a group
-    (``facemtl audit`` prints it after the fairness summary)."""
-    lvl = float(section["level"])
-    groups = {k: v for k, v in (section.get("age_by_group") or {}).items() if v.get("n")}
-    head = (f"age {lvl:.0%} interval coverage by ethnicity x gender, measured on {section['measured_on']} "
-            f"({section.get('n', 0)} images)")
-    if not groups:
-        return (head + ": none (the model stores no age intervals, or no evaluated image has age, ethnicity and "
-                "gender labels)")
-    t = age_targets(lvl)
-    head += (f"; target >= {t[1]:.0%} in every group of at least {GROUP_MIN} faces:" if t else
-             f"; groups of fewer than {GROUP_MIN} faces are marked few:")
-    width = max(len(k) for k in groups)
-    lines = [head]
-    for k, v in groups.items():
-        ci = v.get("coverage_ci")
-        ci_s = f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "(no CI)"
-        if not v.get("held_to_target"):
-            verdict = "few: not held to the target"
-        elif t:
-            verdict = "meets the target" if v["coverage"] >= t[1] else "below the target"
-        else:
-            verdict = ""
-        lines.append(f"  {k:<{width}}  {_pct(v['coverage']):>6} {ci_s:<17} mean width {v['mean_width']:.1f} y  "
-                     f"n={v['n']}" + (f"  {verdict}" if verdict else ""))
-    return "\n".join(lines)

@@ -18,7 +18,7 @@ from ..errors import DatasetError, FacemtlError, InvalidInputError
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
 
-__all__ = ["SPLITS", "EvaluateConfig", "evaluate", "format_by_source", "interval_metrics"]
+__all__ = ["SPLITS", "EvaluateConfig", "evaluate", "interval_metrics"]
 
 log = logging.getLogger(__name__)
 SPLITS = ("val", "test", "train", "all")
@@ -272,7 +272,7 @@ def held_out_records(cfg: EvaluateConfig, meta: dict[str, Any]) -> tuple[list[Re
     seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
     svf = tcfg.get("source_val_fraction") or {"fairface": 0.2, "celeba_gender": 0.2}
-    sources = dict(fairface=cfg.fairface, celeba_gender=cfg.celeba_gender, source_val_fraction=svf)
+    sources: dict[str, Any] = dict(fairface=cfg.fairface, celeba_gender=cfg.celeba_gender, source_val_fraction=svf)
     if cfg.split == "all":
         records, counts, _ = gather_records(cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, vf, seed, **sources)
     else:
@@ -370,33 +370,6 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     if cfg.keep_samples:
         out["samples"] = _samples(ok, specs, fair_records, all_probs)
     return out
-
-
-def format_by_source(report: dict[str, Any]) -> str:
-    """One line per source with its headline figures (the cross-dataset table of the model card)."""
-    cols = [("age MAE", "age", "mae", 1, ".2f"), ("age in bin", "age", "interval.in_bin", 100, ".1f"),
-            ("gender acc", "gender", "accuracy", 100, ".1f"), ("emotion acc", "emotion", "accuracy", 100, ".1f"),
-            ("emotion acc (FER+)", "emotion", "ferplus.accuracy", 100, ".1f"),
-            ("ethnicity acc", "ethnicity", "accuracy", 100, ".1f"),
-            ("ethnicity bal. acc", "ethnicity", "balanced_accuracy", 100, ".1f")]
-
-    def get(m: dict[str, Any], task: str, key: str) -> Any:
-        node: Any = m.get(task, {})
-        for k in key.split("."):
-            node = node.get(k) if isinstance(node, dict) else None
-        return node if (m.get(task, {}).get("n", 0) or "interval" in key) else None
-
-    lines = ["| source | path | n | " + " | ".join(c[0] for c in cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
-    path = report["data"].get("path", "crops")
-    for src, m in report.get("by_source", {}).items():
-        n = max(int(v.get("n", 0) or v.get("interval", {}).get("n", 0)) for v in m.values())
-        cells = []
-        for _, task, key, mult, fmt in cols:
-            v = get(m, task, key)
-            cells.append("" if v is None else format(float(v) * mult, fmt))
-        lines.append(f"| {src} | {path} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _task_metrics(specs: list, targets: dict[str, np.ndarray], preds: dict[str, np.ndarray],

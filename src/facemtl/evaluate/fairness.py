@@ -1,4 +1,4 @@
-"""Per-group performance tables (ethnicity x gender x age band), their gaps, and bootstrap CIs.
+"""Per-group performance tables (ethnicity x gender x age band) and their gaps, with bootstrap CIs, as data.
 
 Input format: a **list of dicts**, one per face. Group attributes are true label *names* under the
 task name (``"ethnicity": "white"``, ``"gender": "female"``) and the true age in years under
@@ -21,13 +21,16 @@ The headline metric is MAE for regression tasks (lower is better) and accuracy f
 classification tasks (higher is better); both are means of per-sample scores (absolute error,
 correct 0/1), which makes the bootstrap cheap. Groups are only the ones observed: a group with no
 labelled sample for the task is omitted, never reported as 0 or 100%.
+
+The confidence intervals come from :mod:`facemtl.evaluate.bootstrap`; the text and HTML of these tables
+(plain-language summary included) from :mod:`facemtl.report`.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,21 +38,16 @@ import numpy.typing as npt
 
 from ..errors import InvalidInputError
 from ..tasks import AGE_BANDS, TaskSpec, age_band, get_task, list_tasks, resolve_tasks
+from ._json import finite_number
+from .bootstrap import bootstrap_gap_ci, bootstrap_mean_ci
 
 __all__ = [
     "DEFAULT_GROUP_KEYS",
-    "bootstrap_ci",
-    "bootstrap_mean_ci",
     "build_records",
     "fairness_report",
     "fairness_rows",
-    "fairness_sentence",
-    "format_fairness",
-    "format_value",
-    "group_name",
     "group_table",
     "group_values",
-    "no_group_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,121 +55,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_GROUP_KEYS: tuple[str, ...] = ("ethnicity", "gender", "age_band")
 
 Record = Mapping[str, Any]
-
-# Upper bound on the elements of one chunk of bootstrap indices (~16 MB of int64).
-_CHUNK_ELEMENTS = 2_000_000
-
-
-# --------------------------------------------------------------------------- bootstrap
-
-
-def _bootstrap_index_chunks(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Resampling indices, (chunk, n) at a time, from one seeded stream."""
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    done = 0
-    while done < n_boot:
-        c = min(per_chunk, n_boot - done)
-        yield rng.integers(0, n, size=(c, n))
-        done += c
-
-
-def _percentile_interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
-    stats = stats[np.isfinite(stats)]
-    if not stats.size:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def _check_bootstrap_args(n_boot: int, alpha: float) -> None:
-    if n_boot < 1:
-        raise InvalidInputError(f"n_boot must be >= 1; got {n_boot}")
-    if not 0 < alpha < 1:
-        raise InvalidInputError(f"alpha must lie in (0, 1); got {alpha}")
-
-
-def bootstrap_ci(
-    metric_fn: Callable[[np.ndarray], float],
-    n: int,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of any metric.
-
-    Args:
-        metric_fn: computes the metric on a resample, given the resampled indices
-            (an int array of length ``n`` drawn with replacement from ``range(n)``).
-        n: number of samples in the group.
-        n_boot: number of resamples.
-        alpha: 1 - confidence level (0.05 gives a 95% interval).
-        seed: seed of the resampling; the same seed gives the same interval.
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` when ``n == 0`` or every resample's metric is undefined.
-        Non-finite resample values are dropped before taking percentiles.
-
-    Raises:
-        InvalidInputError: if ``n_boot < 1`` or ``alpha`` is outside (0, 1).
-
-    Example:
-        >>> v = np.array([1.0, 0.0, 1.0, 1.0])
-        >>> lo, hi = bootstrap_ci(lambda idx: v[idx].mean(), len(v), n_boot=200, seed=0)
-    """
-    _check_bootstrap_args(n_boot, alpha)
-    if n <= 0:
-        return float("nan"), float("nan")
-    stats = np.concatenate([
-        np.fromiter((metric_fn(row) for row in chunk), dtype=np.float64, count=len(chunk))
-        for chunk in _bootstrap_index_chunks(n, n_boot, seed)
-    ])
-    return _percentile_interval(stats, alpha)
-
-
-def bootstrap_mean_ci(
-    values: npt.ArrayLike, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float]:
-    """Fast percentile bootstrap CI of a mean of per-sample scores (accuracy, MAE).
-
-    Uses the same resampling stream as :func:`bootstrap_ci`, so
-    ``bootstrap_ci(lambda i: v[i].mean(), len(v), ...)`` gives the same interval.
-
-    Args:
-        values: per-sample scores (1 = correct / absolute error).
-        n_boot: number of resamples.
-        alpha: 1 - confidence level.
-        seed: resampling seed.
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` for no values.
-
-    Raises:
-        InvalidInputError: if ``n_boot < 1`` or ``alpha`` is outside (0, 1).
-    """
-    _check_bootstrap_args(n_boot, alpha)
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if not v.size:
-        return float("nan"), float("nan")
-    return _percentile_interval(_bootstrap_means(v, n_boot, seed), alpha)
-
-
-def _bootstrap_means(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """The mean of each of ``n_boot`` resamples of ``v`` (non-empty)."""
-    return np.concatenate([v[chunk].mean(axis=1) for chunk in _bootstrap_index_chunks(v.size, n_boot, seed)])
-
-
-def _gap_ci(best: np.ndarray, worst: np.ndarray, higher_is_better: bool, n_boot: int, alpha: float,
-            seed: int) -> tuple[float | None, float | None]:
-    """Percentile CI of the (signed, best-minus-worst oriented) gap, resampling the two groups independently.
-
-    The point estimate of the gap is >= 0; an interval reaching 0 or below says the gap may be chance.
-    """
-    b = _bootstrap_means(best, n_boot, seed)
-    w = _bootstrap_means(worst, n_boot, seed + 1)  # another stream: the groups are independent samples
-    lo, hi = _percentile_interval(b - w if higher_is_better else w - b, alpha)
-    return finite_number(lo), finite_number(hi)
-
 
 # --------------------------------------------------------------------------- records
 
@@ -190,7 +73,7 @@ def _attribute(record: Record, key: str) -> str | None:
     """A group attribute as a name, or None when missing (age_band derived from age)."""
     value = record.get(key)
     if key == "age_band" and _is_missing(value):
-        age = record.get("age")
+        age: Any = record.get("age")
         if _is_missing(age) or isinstance(age, str):
             return None
         return age_band(float(age))
@@ -334,8 +217,6 @@ def _extremes(rows: Sequence[dict[str, Any]], higher_is_better: bool, min_count:
     return out
 
 
-
-
 def group_table(
     records: Sequence[Record],
     task_spec: TaskSpec | str,
@@ -419,7 +300,7 @@ def group_table(
     def with_gap_ci(ext: dict[str, Any]) -> dict[str, Any]:
         if n_boot > 0 and ext.get("gap") is not None:
             b, w = all_scores[sel_of(ext["best_group"])], all_scores[sel_of(ext["worst_group"])]
-            ext["gap_ci_low"], ext["gap_ci_high"] = _gap_ci(b, w, higher_is_better, n_boot, alpha, seed)
+            ext["gap_ci_low"], ext["gap_ci_high"] = bootstrap_gap_ci(b, w, higher_is_better, n_boot, alpha, seed)
         return ext
 
     by_grouping: dict[str, dict[str, Any]] = {}
@@ -550,202 +431,3 @@ def fairness_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             })
             out.append(flat)
     return out
-
-
-# --------------------------------------------------------------------------- plain-language text
-
-
-def finite_number(x: Any) -> float | None:
-    """``x`` as a float when it is a finite number (not a bool), else None."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def format_value(metric: str, value: Any) -> str:
-    """A headline value as text: accuracy as a percentage (``"93.1%"``), MAE in years (``"5.43"``);
-    ``"n/a"`` when missing."""
-    v = finite_number(value)
-    if v is None:
-        return "n/a"
-    return f"{100 * v:.1f}%" if metric == "accuracy" else f"{v:.2f}"
-
-
-def _format_gap(metric: str, value: Any, unit: bool = True) -> str:
-    """A gap (or a bound of its CI, which may be negative): percentage points for accuracy, years for MAE."""
-    v = finite_number(value)
-    if v is None:
-        return "n/a"
-    if metric == "accuracy":
-        return f"{100 * v:.1f}" + (" percentage points" if unit else "")
-    return f"{v:.2f}" + (" years" if unit else "")
-
-
-def _confidence(alpha: Any) -> int:
-    return round(100 * (1 - float(alpha if alpha is not None else 0.05)))
-
-
-def group_name(group: Mapping[str, Any]) -> str:
-    """``{"ethnicity": "white", "gender": "female"}`` -> ``"ethnicity: white, gender: female"``."""
-    return ", ".join(f"{k}: {v}" for k, v in group.items())
-
-
-def no_group_text(task: str, table: Mapping[str, Any], group_keys: Sequence[str] = DEFAULT_GROUP_KEYS) -> str:
-    """The sentence for a task with labelled images none of which carries a group attribute."""
-    return (f"{task}: none of the {table.get('n', 0)} {task}-labelled images also has a group label "
-            f"({', '.join(group_keys)}), so there is no per-group comparison.")
-
-
-def fairness_sentence(task: str, table: Mapping[str, Any], group_keys: Sequence[str] = DEFAULT_GROUP_KEYS,
-                      alpha: float = 0.05) -> str:
-    """A plain-language summary of one :func:`group_table`: worst and best group, the gap and whether
-    it may be chance, and how many groups were too small to compare. A task without labels (a
-    table with a ``note``) or without group labels gets a sentence saying so.
-    """
-    metric = table.get("metric", "")
-    if table.get("note"):
-        return f"{task}: {str(table['note']).rstrip('.')}."
-    if not table.get("rows"):
-        return no_group_text(task, table, group_keys)
-    w, b, gap = table.get("worst_group"), table.get("best_group"), table.get("gap")
-    min_count = table.get("min_count", 1)
-    if not w or gap is None:
-        return (f"{task}: not enough labelled groups to compare (each group needs at least "
-                f"{min_count} images).")
-    better = "higher" if table.get("higher_is_better") else "lower"
-    name = "MAE" if metric == "mae" else metric
-    small = sum(1 for r in table.get("rows", []) if r["n"] < min_count)
-    tail = (f" {small} smaller group{'s' if small != 1 else ''} (fewer than {min_count} images) "
-            f"{'were' if small != 1 else 'was'} not compared." if small else "")
-    if gap == 0:
-        return (f"{task} ({name}, {better} is better): the model scores the same "
-                f"({format_value(metric, w['value'])}) for all {table.get('n_groups', 2)} compared groups." + tail)
-    s = (f"{task} ({name}, {better} is better): the model does worst for {group_name(w['group'])} "
-         f"({format_value(metric, w['value'])}, n={w['n']}) and best for {group_name(b['group'])} "
-         f"({format_value(metric, b['value'])}, n={b['n']}), a gap of {_format_gap(metric, gap)}.")
-    lo, hi = finite_number(table.get("gap_ci_low")), finite_number(table.get("gap_ci_high"))
-    overlap = table.get("cis_overlap")
-    if lo is not None and hi is not None:
-        s += (f" The {_confidence(alpha)}% confidence interval of the gap is {_format_gap(metric, lo, False)} to "
-              f"{_format_gap(metric, hi)}")
-        s += (", which includes zero: the gap may be chance." if lo <= 0
-              else ", which excludes zero: the gap is unlikely to be chance alone.")
-    elif overlap is True:
-        s += " Their confidence intervals overlap, so the gap may be chance."
-    elif overlap is False:
-        s += " Their confidence intervals do not overlap."
-    return s + tail
-
-
-def _short(group: Mapping[str, Any]) -> str:
-    return " & ".join(str(v) for v in group.values())
-
-
-def _labelled(row: Mapping[str, Any], metric: str) -> str:
-    """``"white & male (ethnicity x gender): 80.1% [71.0%, 88.2%], n=120"``."""
-    ci = _ci_text(row, metric)
-    return (f"{_short(row['group'])} ({row.get('grouping') or ' x '.join(row['group'])}): "
-            f"{format_value(metric, row['value'])}{' ' + ci if ci else ''}, n={row['n']}")
-
-
-def _ci_text(row: Mapping[str, Any], metric: str, lo_key: str = "ci_low", hi_key: str = "ci_high",
-             gap: bool = False) -> str:
-    lo, hi = finite_number(row.get(lo_key)), finite_number(row.get(hi_key))
-    if lo is None or hi is None:
-        return ""
-    f = (lambda v: _format_gap(metric, v, False)) if gap else (lambda v: format_value(metric, v))
-    return f"[{f(lo)}, {f(hi)}]"
-
-
-def _extremes_text(ext: Mapping[str, Any], metric: str, min_count: int, short: bool) -> str:
-    """"gap 14.9 points [3.2, 25.1]: worst ..., best ..." for one grouping (or the whole task)."""
-    w, b = ext.get("worst_group"), ext.get("best_group")
-    if not w:
-        return f"no group has at least {min_count} images: nothing compared"
-    name = _short if short else group_name
-    if ext.get("gap") is None:
-        return f"only one group has at least {min_count} images ({name(w['group'])}, n={w['n']}): nothing compared"
-    if ext["gap"] == 0:
-        return f"no gap: all {ext.get('n_groups', 2)} compared groups at {format_value(metric, w['value'])}"
-    ci = _ci_text(ext, metric, "gap_ci_low", "gap_ci_high", gap=True)
-    unit = "points" if metric == "accuracy" else "years"
-    return (f"gap {_format_gap(metric, ext['gap'], False)} {unit}{' ' + ci if ci else ''}: "
-            f"worst {name(w['group'])} {format_value(metric, w['value'])} (n={w['n']}), "
-            f"best {name(b['group'])} {format_value(metric, b['value'])} (n={b['n']})")
-
-
-def format_fairness(report: Mapping[str, Any], detail: bool = True) -> str:
-    """A :func:`fairness_report` as plain text.
-
-    Args:
-        report: the output of :func:`fairness_report` (``evaluate()``'s ``report["fairness"]``).
-        detail: True: per task, every group of every grouping with its n and CI (groups under
-            ``min_count`` as "too few (n=..)", values no labelled image has as "no labelled images
-            (n=0)", never a number), the worst/best/gap per grouping and for the task, and the
-            plain-language summary. False: one worst/best/gap line per task.
-    """
-    keys = list(report.get("group_keys", DEFAULT_GROUP_KEYS))
-    min_count = int(report.get("min_count", 1))
-    n_boot, alpha = int(report.get("n_boot", 0)), report.get("alpha", 0.05)
-    tasks: Mapping[str, Mapping[str, Any]] = report.get("tasks", {})
-    if not detail:
-        lines = [f"fairness (worst and best group per task, groups with n >= {min_count}):"]
-        for task, tab in tasks.items():
-            if tab.get("note") or not tab.get("rows") or tab.get("gap") is None:
-                lines.append(f"  {fairness_sentence(task, tab, keys, alpha)}")
-            else:
-                lines.append(f"  {task} ({tab['metric']}): "
-                             + _extremes_text(tab, tab["metric"], min_count, short=True))
-        return "\n".join(lines)
-    lines = [f"fairness audit by {', '.join(keys)}" + (" and their crossings" if len(keys) > 1 else ""),
-             "  metric: accuracy for classification tasks (higher is better), MAE in years for age (lower is better)",
-             (f"  [low, high]: {_confidence(alpha)}% bootstrap confidence interval ({n_boot} resamples)" if n_boot > 0
-              else "  no confidence intervals (0 bootstrap resamples)"),
-             f"  groups with fewer than {min_count} images are listed as too few and left out of worst/best/gap"]
-    if not tasks:
-        lines.append("\nno task could be audited (no labels)")
-    for task, tab in tasks.items():
-        metric = tab.get("metric", "")
-        if tab.get("note") or not tab.get("rows"):
-            lines += ["", f"== {task}: skipped", f"  {fairness_sentence(task, tab, keys, alpha)}"]
-            continue
-        name = "MAE (years), lower is better" if metric == "mae" else f"{metric}, higher is better"
-        ci = _ci_text(tab, metric)
-        overall = format_value(metric, tab.get("value")) + (" " + ci if ci else "")
-        lines += ["", f"== {task}: {name}; overall {overall} (n={tab.get('n', 0)})"]
-        rows_by: dict[str, list[Mapping[str, Any]]] = {}
-        for r in tab["rows"]:
-            rows_by.setdefault(r["grouping"], []).append(r)
-        for grouping in dict.fromkeys([*keys, *rows_by]):
-            cells: list[tuple[str, str]] = []
-            for r in rows_by.get(grouping, []):
-                if r["n"] < min_count or finite_number(r.get("value")) is None:
-                    cells.append((_short(r["group"]), f"too few (n={r['n']})"))
-                else:
-                    ci = _ci_text(r, metric)
-                    value = f"{format_value(metric, r['value']):>6}" + ("  " + ci if ci else "")
-                    cells.append((_short(r["group"]), f"{value}  n={r['n']}"))
-            if grouping in keys:  # a single attribute: its values no labelled image has are empty groups
-                seen = {str(r["group"].get(grouping)) for r in rows_by.get(grouping, [])}
-                cells += [(v, "no labelled images (n=0)") for v in group_values(grouping) if v not in seen]
-            if not cells:
-                continue
-            width = max(len(c[0]) for c in cells)
-            lines.append(f"  by {grouping}:")
-            lines += [f"    {label:<{width}}  {text}" for label, text in cells]
-            ext = (tab.get("by_grouping") or {}).get(grouping)
-            if ext is not None:
-                lines.append(f"    -> {_extremes_text(ext, metric, min_count, short=True)}")
-        w, b = tab.get("worst_group"), tab.get("best_group")
-        if w and b and tab.get("gap") is not None:
-            ci = _ci_text(tab, metric, "gap_ci_low", "gap_ci_high", gap=True)
-            lines += [f"  worst group: {_labelled(w, metric)}", f"  best group:  {_labelled(b, metric)}",
-                      f"  largest gap: {_format_gap(metric, tab['gap'])}{' ' + ci if ci else ''}"]
-        else:
-            lines.append(f"  worst/best group: {_extremes_text(tab, metric, min_count, short=False)}")
-        lines.append(f"  summary: {fairness_sentence(task, tab, keys, alpha)}")
-    return "\n".join(lines)

@@ -16,7 +16,7 @@ Conventions (the same as scikit-learn's defaults, so figures are comparable):
 - **Balanced accuracy** is the mean recall over the classes that occur in ``y_true``.
 - **Undefined values** (no samples, R² of a single sample or of constant truth) are
   ``float("nan")`` from the metric functions and ``None`` in the JSON reports of
-  :func:`compute_task_metrics`.
+  :func:`compute_task_metrics` (as text: :func:`facemtl.report.text.format_metrics`).
 
 Registered metrics are called as ``fn(y_true, y_pred, **kwargs) -> float``. Classification
 metrics accept ``num_classes`` (inferred when omitted), the binary ones ``pos_label`` (default 1,
@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidInputError, unknown_name
 from ..tasks import AGE_BANDS, AGE_GROUPS, TaskSpec
+from ._json import jsonable
 
 __all__ = [
     "MetricFn",
@@ -71,7 +71,6 @@ __all__ = [
     # reports
     "compute_task_metrics",
     "flatten_metrics",
-    "format_metrics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -550,23 +549,6 @@ def _nll_metric(y_true: ArrayLike, y_pred: ArrayLike | None = None, *, probs: Ar
 # --------------------------------------------------------------------------- reports
 
 
-def _jsonable(x: Any) -> Any:
-    """numpy scalars/arrays -> Python; non-finite floats -> None (strict JSON)."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
-
-
 def _regression_report(
     y_true: ArrayLike, y_pred: ArrayLike, bands: AgeTable | None, groups: AgeTable | None,
     pred_groups: Sequence[str] | None = None,
@@ -688,7 +670,7 @@ def compute_task_metrics(
         report = _classification_report(spec, y_true, y_pred, probs, n_bins)
     if report["n"] == 0:
         return {"n": 0, "note": f"no labelled samples for task {spec.name!r}"}
-    return _jsonable(report)
+    return jsonable(report)
 
 
 def flatten_metrics(report: Mapping[str, Any], sep: str = "/") -> dict[str, float | int | None]:
@@ -711,83 +693,7 @@ def flatten_metrics(report: Mapping[str, Any], sep: str = "/") -> dict[str, floa
             for key, value in node.items():
                 walk(f"{prefix}{sep}{key}" if prefix else str(key), value)
         elif node is None or (isinstance(node, (int, float, np.number)) and not isinstance(node, bool)):
-            flat[prefix] = node if node is None else _jsonable(node)
+            flat[prefix] = node if node is None else jsonable(node)
 
     walk("", report)
     return flat
-
-
-def _fmt(x: Any, pct: bool = False, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{100 * x:.1f}%" if pct else f"{x:.{digits}f}"
-
-
-def _format_matrix(labels: Sequence[str], matrix: Sequence[Sequence[int]], indent: str) -> list[str]:
-    width = max([len(str(v)) for row in matrix for v in row] + [len(s) for s in labels] + [1])
-    name_w = max(len(s) for s in labels)
-    lines = [f"{indent}confusion matrix (rows true, columns predicted):"]
-    lines.append(f"{indent}  {'':<{name_w}}  " + " ".join(f"{s:>{width}}" for s in labels))
-    for label, row in zip(labels, matrix):
-        lines.append(f"{indent}  {label:<{name_w}}  " + " ".join(f"{v:>{width}}" for v in row))
-    return lines
-
-
-def _format_task(name: str, m: Mapping[str, Any]) -> list[str]:
-    lines = [f"{name} (n={m.get('n', 0)})"]
-    if not m.get("n"):
-        lines.append(f"  {m.get('note', 'no labelled samples')}")
-        return lines
-    if m.get("kind") == "regression":
-        lines.append(
-            f"  MAE {_fmt(m.get('mae'))}  RMSE {_fmt(m.get('rmse'))}  R² {_fmt(m.get('r2'), digits=3)}"
-            f"  CS@5 {_fmt(m.get('cs5'), pct=True)}"
-        )
-        if "age_group_accuracy" in m:
-            lines.append(f"  age-group accuracy {_fmt(m['age_group_accuracy'], pct=True)}")
-        if "mae_by_band" in m:
-            parts = [f"{band} {_fmt(v['mae'])} (n={v['n']})" for band, v in m["mae_by_band"].items()]
-            lines.append("  MAE by band: " + "  ".join(parts))
-        return lines
-    head = [f"accuracy {_fmt(m.get('accuracy'), pct=True)}"]
-    if "positive_label" in m:
-        head.append(
-            f"precision {_fmt(m.get('precision'), pct=True)}  recall {_fmt(m.get('recall'), pct=True)}"
-            f"  F1 {_fmt(m.get('f1'), pct=True)} (positive: {m['positive_label']})"
-        )
-    lines.append("  " + "  ".join(head))
-    lines.append(
-        f"  balanced accuracy {_fmt(m.get('balanced_accuracy'), pct=True)}"
-        f"  macro-F1 {_fmt(m.get('macro_f1'), pct=True)}"
-    )
-    if "ece" in m:
-        lines.append(f"  ECE {_fmt(m['ece'], pct=True)}  NLL {_fmt(m.get('nll'), digits=3)}")
-    per_class = m.get("per_class") or {}
-    if per_class:
-        name_w = max(len(s) for s in per_class)
-        lines.append(f"  {'class':<{name_w}}  precision  recall      F1  support")
-        for label, s in per_class.items():
-            lines.append(
-                f"  {label:<{name_w}}  {_fmt(s['precision'], pct=True):>9}  {_fmt(s['recall'], pct=True):>6}"
-                f"  {_fmt(s['f1'], pct=True):>6}  {s['support']:>7}"
-            )
-    cm = m.get("confusion_matrix")
-    if cm:
-        lines.extend(_format_matrix(cm["labels"], cm["matrix"], "  "))
-    return lines
-
-
-def format_metrics(report: Mapping[str, Any]) -> str:
-    """Readable multi-line summary of a ``{task: compute_task_metrics(...)}`` report.
-
-    One block per task: the headline numbers (percentages for classification), MAE per age band,
-    per-class precision/recall/F1 and the confusion matrix with label names.
-
-    Args:
-        report: task name -> metrics dict.
-
-    Returns:
-        The text, without a trailing newline.
-    """
-    blocks = ["\n".join(_format_task(name, m)) for name, m in report.items()]
-    return "\n\n".join(blocks)

@@ -1,7 +1,10 @@
-"""A self-contained HTML evaluation report (inline CSS and SVG, thumbnails as data URIs) plus JSON and CSVs.
+"""The self-contained HTML reports (inline CSS and SVG, thumbnails as data URIs) and the folders they are written
+into with their JSON and CSVs: ``facemtl evaluate --report DIR`` (:func:`write_report`) and ``facemtl audit --out
+DIR`` (:func:`write_audit`).
 
 Input is the dict returned by :func:`facemtl.evaluate.evaluate.evaluate`; per-image data (``samples``, from
 ``EvaluateConfig(keep_samples=True)``) adds the age scatter plot, the error histogram and a prediction gallery.
+The charts are :mod:`facemtl.report.svg`, every number is formatted by :mod:`facemtl.report._format`.
 
 Example:
     >>> from facemtl.evaluate.evaluate import EvaluateConfig, evaluate
@@ -12,36 +15,38 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
-import math
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate._json import finite_number, jsonable
+from ..evaluate.calibration_report import ECE_TARGET, GROUP_MIN, age_targets
+from ..evaluate.fairness import DEFAULT_GROUP_KEYS, fairness_rows, group_values
+from ..evaluate.metrics import flatten_metrics
 from ..tasks import get_task, list_tasks
-from .calibration_report import ECE_TARGET, GROUP_MIN, age_targets
-from .fairness import (
-    DEFAULT_GROUP_KEYS,
-    fairness_rows,
-    fairness_sentence,
-    finite_number,
+from ._format import (
+    METRIC_NAMES,
+    confidence_level,
+    esc,
+    format_ci,
+    format_gap,
+    format_interval,
+    format_metric,
+    format_temperatures,
     format_value,
     group_name,
-    group_values,
+    number,
+    percent,
+    write_json,
 )
-from .metrics import flatten_metrics
+from .svg import age_scatter, error_histogram, group_chart, mae_band_chart, reliability_chart
+from .text import fairness_sentence
 
 __all__ = ["audit_data", "render_audit_html", "render_html", "write_audit", "write_report"]
 
-_PCT = {"accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "f1", "cs5", "age_group_accuracy",
-        "ece"}
-_NAMES = {"mae": "MAE (years)", "rmse": "RMSE (years)", "r2": "R²", "cs5": "CS@5", "accuracy": "accuracy",
-          "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1", "precision": "precision",
-          "recall": "recall", "f1": "F1", "ece": "ECE", "nll": "NLL", "age_group_accuracy": "age-group accuracy",
-          "n": "labelled images", "positive_label": "positive class"}
 _GALLERY_N = 6
 _THUMB = 72
 
@@ -65,224 +70,24 @@ details.folded summary{cursor:pointer;color:#555}.grouping .row{align-items:flex
 """
 
 
-# --------------------------------------------------------------------------- formatting helpers
-
-
-def _e(x: Any) -> str:
-    """HTML-escape anything (quotes too)."""
-    return html.escape(str(x), quote=True)
-
-
-def _fmt(x: Any, metric: str = "", digits: int = 2) -> str:
-    if isinstance(x, str):
-        return x
-    v = finite_number(x)
-    if v is None:
-        return "n/a"
-    if metric in _PCT:
-        return f"{100 * v:.1f}%"
-    if metric in ("n", "support", "count") or (isinstance(x, int) and not isinstance(x, bool)):
-        return str(int(v))
-    if metric in ("r2", "nll"):
-        return f"{v:.3f}"
-    return f"{v:.{digits}f}"
-
-
 def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
+    return f'<p class="note">{esc(text)}</p>'
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, cls: str = "") -> str:
     """rows hold already-escaped HTML cells; the first ``left`` columns are left-aligned."""
-    h = "".join(f'<th class="l">{_e(c)}</th>' if i < left else f"<th>{_e(c)}</th>" for i, c in enumerate(header))
+    h = "".join(f'<th class="l">{esc(c)}</th>' if i < left else f"<th>{esc(c)}</th>" for i, c in enumerate(header))
     body = "".join(
         "<tr>" + "".join(f'<td class="l">{c}</td>' if i < left else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows)
     return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
 
-# --------------------------------------------------------------------------- SVG charts
-
-
-class _Plot:
-    """A tiny SVG plot with linear axes (y up)."""
-
-    def __init__(self, title: str, x_range: tuple[float, float], y_range: tuple[float, float], xlabel: str,
-                 ylabel: str, w: int = 360, h: int = 300, kind: str = "chart") -> None:
-        self.w, self.h, self.m = w, h, (40, 14, 44, 52)  # top right bottom left
-        self.x0, self.x1 = x_range
-        self.y0, self.y1 = y_range
-        self.parts: list[str] = []
-        self.title, self.xlabel, self.ylabel, self.kind = title, xlabel, ylabel, kind
-
-    def px(self, x: float) -> float:
-        _, r, _, left = self.m
-        return left + (x - self.x0) / ((self.x1 - self.x0) or 1) * (self.w - left - r)
-
-    def py(self, y: float) -> float:
-        t, _, b, _ = self.m
-        return self.h - b - (y - self.y0) / ((self.y1 - self.y0) or 1) * (self.h - t - b)
-
-    def add(self, s: str) -> None:
-        self.parts.append(s)
-
-    def line(self, x0: float, y0: float, x1: float, y1: float, style: str = "stroke:#999;stroke-dasharray:4 3") -> None:
-        self.add(f'<line x1="{self.px(x0):.1f}" y1="{self.py(y0):.1f}" x2="{self.px(x1):.1f}" '
-                 f'y2="{self.py(y1):.1f}" style="{style}"/>')
-
-    def rect(self, x0: float, x1: float, y: float, fill: str = "#4a90d9", tip: str = "") -> None:
-        a, b = sorted((self.px(x0), self.px(x1)))
-        top, bottom = sorted((self.py(y), self.py(min(max(0.0, self.y0), self.y1))))
-        self.add(f'<rect x="{a:.1f}" y="{top:.1f}" width="{max(b - a, .5):.1f}" height="{bottom - top:.1f}" '
-                 f'fill="{fill}"><title>{_e(tip)}</title></rect>')
-
-    def text(self, x: float, y: float, s: str, anchor: str = "middle", size: int = 10, fill: str = "#333",
-             dy: float = 0) -> None:
-        self.add(f'<text x="{self.px(x):.1f}" y="{self.py(y) + dy:.1f}" text-anchor="{anchor}" font-size="{size}" '
-                 f'fill="{fill}">{_e(s)}</text>')
-
-    def svg(self, xticks: Sequence[tuple[float, str]] | None = None,
-            yticks: Sequence[tuple[float, str]] | None = None) -> str:
-        t, r, b, left = self.m
-        axes = [(f'<rect x="{left}" y="{t}" width="{self.w - left - r}" height="{self.h - t - b}" fill="none" '
-                f'stroke="#444"/>')]
-        for x, lab in xticks or _ticks(self.x0, self.x1):
-            axes.append(f'<text x="{self.px(x):.1f}" y="{self.h - b + 14}" text-anchor="middle" font-size="10">'
-                        f'{_e(lab)}</text>')
-        for y, lab in yticks or _ticks(self.y0, self.y1):
-            axes.append(f'<line x1="{left}" x2="{self.w - r}" y1="{self.py(y):.1f}" y2="{self.py(y):.1f}" '
-                        f'stroke="#eee"/><text x="{left - 4}" y="{self.py(y) + 3:.1f}" text-anchor="end" '
-                        f'font-size="10">{_e(lab)}</text>')
-        axes.append(f'<text x="{self.w / 2:.0f}" y="16" text-anchor="middle" font-size="13" font-weight="bold">'
-                    f'{_e(self.title)}</text>')
-        axes.append(f'<text x="{(left + self.w - r) / 2:.0f}" y="{self.h - 8}" text-anchor="middle" '
-                    f'font-size="11">{_e(self.xlabel)}</text>')
-        axes.append(f'<text transform="translate(13,{(t + self.h - b) / 2:.0f}) rotate(-90)" text-anchor="middle" '
-                    f'font-size="11">{_e(self.ylabel)}</text>')
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{_e(self.kind)}" width="{self.w}" height="{self.h}" '
-                f'viewBox="0 0 {self.w} {self.h}" role="img" aria-label="{_e(self.title)}">'
-                + "".join(axes[:1] + axes[1:] + self.parts) + "</svg>")
-
-
-def _ticks(lo: float, hi: float, n: int = 5) -> list[tuple[float, str]]:
-    span = hi - lo
-    if span <= 0:
-        return [(lo, f"{lo:g}")]
-    raw = span / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step) * step
-    out, v = [], first
-    while v <= hi + 1e-9:
-        out.append((v, f"{v:g}"))
-        v += step
-    return out
-
-
-def _age_scatter(true: list[float], pred: list[float]) -> str:
-    p = _Plot("Predicted vs true age", (0, 100), (0, 100), "true age (years)", "predicted age (years)",
-              kind="chart scatter")
-    p.line(0, 0, 100, 100)
-    step = max(1, len(true) // 4000)
-    for t, q in list(zip(true, pred))[::step]:
-        p.add(f'<circle cx="{p.px(t):.1f}" cy="{p.py(q):.1f}" r="1.6" fill="#2b6cb0" fill-opacity=".35"/>')
-    return p.svg()
-
-
-def _error_histogram(errors: list[float], width: float = 2.0, limit: float = 40.0) -> str:
-    nb = int(2 * limit / width)
-    counts = [0] * nb
-    for e in errors:
-        i = int((min(max(e, -limit), limit - 1e-9) + limit) // width)
-        counts[i] += 1
-    top = max(counts) or 1
-    p = _Plot("Age error (predicted − true)", (-limit, limit), (0, top * 1.1), "error (years, clipped at ±40)",
-              "images", kind="chart histogram")
-    for i, c in enumerate(counts):
-        if c:
-            lo = -limit + i * width
-            p.rect(lo, lo + width * 0.95, c, tip=f"[{lo:g}, {lo + width:g}): {c}")
-    p.line(0, 0, 0, top * 1.1, "stroke:#c62828")
-    return p.svg()
-
-
-def _mae_band_chart(by_band: Mapping[str, Mapping[str, Any]]) -> str:
-    bands = list(by_band)
-    vals = [finite_number(by_band[b].get("mae")) for b in bands]
-    top = max([v for v in vals if v is not None] + [1.0]) * 1.2
-    p = _Plot("MAE per age band", (0, len(bands)), (0, top), "true age band (years)", "MAE (years)",
-              kind="chart bars")
-    for i, (b, v) in enumerate(zip(bands, vals)):
-        n = by_band[b].get("n", 0)
-        if v is None:
-            p.text(i + 0.5, 0, "no data", dy=-6, fill="#888")
-        else:
-            p.rect(i + 0.15, i + 0.85, v, tip=f"{b}: MAE {v:.2f} (n={n})")
-            p.text(i + 0.5, v, f"{v:.1f}", dy=-4)
-        p.text(i + 0.5, top, f"n={n}", dy=12, size=9, fill="#666")
-    return p.svg(xticks=[(i + 0.5, b) for i, b in enumerate(bands)])
-
-
-def _reliability_chart(task: str, bins: Sequence[Mapping[str, Any]], ece: Any, stage: str = "reliability") -> str:
-    p = _Plot(f"{task}: {stage} (ECE {_fmt(ece, 'ece')})", (0, 1), (0, 1), "confidence (top probability)",
-              "accuracy", kind="chart reliability")
-    p.line(0, 0, 1, 1)
-    for b in bins:
-        acc, conf, n = finite_number(b.get("accuracy")), finite_number(b.get("confidence")), b.get("count", 0)
-        lo, hi = float(b["lo"]), float(b["hi"])
-        if acc is None or not n:
-            continue
-        p.rect(lo + (hi - lo) * 0.05, hi - (hi - lo) * 0.05, acc, fill="#4a90d9",
-               tip=f"[{lo:.2f}, {hi:.2f}): n={n}, accuracy {acc:.1%}, confidence {conf if conf is None else f'{conf:.1%}'}")
-        if conf is not None:
-            p.add(f'<circle cx="{p.px(conf):.1f}" cy="{p.py(acc):.1f}" r="2.5" fill="#c62828"/>')
-    return p.svg(xticks=_ticks(0, 1), yticks=_ticks(0, 1))
-
-
-def _group_chart(task: str, metric: str, grouping: str, rows: Sequence[Mapping[str, Any]], overall: Any = None,
-                 worst: Mapping[str, Any] | None = None) -> str:
-    """Horizontal bars of the headline metric per group (``rows``: the compared ones), with CI whiskers, the
-    overall value as a dashed line and the worst group in red."""
-    acc = metric == "accuracy"
-    names = [" & ".join(str(v) for v in r["group"].values()) for r in rows]
-    tops = [finite_number(x) for r in rows for x in (r.get("value"), r.get("ci_high"))] + [finite_number(overall)]
-    hi = 1.0 if acc else max([v for v in tops if v is not None] + [1.0]) * 1.15
-    n = len(rows)
-    left = int(min(230, 24 + 6.3 * max([len(x) for x in names] + [4])))
-    p = _Plot(f"{task}: {_NAMES.get(metric, metric)} by {grouping}", (0, hi), (0, n),
-              "accuracy" if acc else "MAE (years)", "", w=left + 340, h=84 + 20 * n,
-              kind="chart groups")
-    p.m = (40, 84, 44, left)  # room for the group names and the value labels
-    for i, (r, name) in enumerate(zip(rows, names)):
-        yc, v = n - i - 0.5, finite_number(r.get("value"))
-        if v is None:
-            continue
-        is_worst = worst is not None and dict(worst.get("group") or {}) == dict(r["group"])
-        ci = _ci(r, metric)
-        y0, y1 = p.py(yc + 0.32), p.py(yc - 0.32)
-        p.add(f'<rect x="{p.px(0):.1f}" y="{y0:.1f}" width="{max(p.px(v) - p.px(0), .5):.1f}" '
-              f'height="{y1 - y0:.1f}" fill="{"#c62828" if is_worst else "#4a90d9"}"><title>'
-              f'{_e(name)}: {_e(format_value(metric, v))} (CI {_e(ci)}, n={_e(r.get("n", 0))})</title></rect>')
-        lo, hi_ = finite_number(r.get("ci_low")), finite_number(r.get("ci_high"))
-        if lo is not None and hi_ is not None:
-            yy = p.py(yc)
-            p.add(f'<path class="ci" d="M{p.px(lo):.1f} {yy:.1f}H{p.px(hi_):.1f}M{p.px(lo):.1f} {yy - 4:.1f}v8'
-                  f'M{p.px(hi_):.1f} {yy - 4:.1f}v8" stroke="#222" fill="none"/>')
-        p.text(max(v, hi_ or 0), yc, f" {format_value(metric, v)}  n={r.get('n', 0)}", anchor="start", size=9,
-               dy=3)
-    ov = finite_number(overall)
-    if ov is not None:
-        p.line(ov, 0, ov, n, "stroke:#c62828;stroke-dasharray:4 3")
-        p.text(ov, n, f"overall {format_value(metric, ov)}", size=9, fill="#c62828", dy=-3)
-    xt = [(t, f"{100 * t:g}%") for t, _ in _ticks(0, 1)] if acc else None
-    return p.svg(xticks=xt, yticks=[(n - i - 0.5, name) for i, name in enumerate(names)])
-
-
 # --------------------------------------------------------------------------- sections
 
 
 def _section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2>{body}</section>'
+    return f'<section id="{esc(sid)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
 def _headline_metric(task: str, m: Mapping[str, Any]) -> str:
@@ -293,7 +98,7 @@ def _headline_cell(task: str, m: Mapping[str, Any] | None) -> str:
     if not m or _no_labels(task, m):
         return '<span class="empty">no labels</span>'
     k = _headline_metric(task, m)
-    return f'{_e(_fmt(m.get(k), k))} <span class="small">n={_e(m.get("n", 0))}</span>'
+    return f'{esc(format_metric(m.get(k), k))} <span class="small">n={esc(m.get("n", 0))}</span>'
 
 
 def _summary_section(report: Mapping[str, Any], metrics_table: bool = True) -> str:
@@ -310,10 +115,10 @@ def _summary_section(report: Mapping[str, Any], metrics_table: bool = True) -> s
             if not _no_labels(task, m):
                 for extra in (("rmse", "cs5") if k == "mae" else ("macro_f1", "ece")):
                     if finite_number(m.get(extra)) is not None:
-                        also.append(f"{_NAMES.get(extra, extra)} {_fmt(m[extra], extra)}")
-            rows.append([_e(task), _e(_NAMES.get(k, k)), _headline_cell(task, m)]
+                        also.append(f"{METRIC_NAMES.get(extra, extra)} {format_metric(m[extra], extra)}")
+            rows.append([esc(task), esc(METRIC_NAMES.get(k, k)), _headline_cell(task, m)]
                         + [_headline_cell(task, (report["by_source"][src] or {}).get(task)) for src in sources]
-                        + [_e(", ".join(also))])
+                        + [esc(", ".join(also))])
         parts.append(_table(["task", "metric", "all images", *sources, "also"], rows, left=2, cls="headline"))
     fair = report.get("fairness", {})
     tasks = fair.get("tasks", {})
@@ -326,15 +131,15 @@ def _summary_section(report: Mapping[str, Any], metrics_table: bool = True) -> s
             small = sum(1 for r in tab.get("rows", []) if r.get("value") is None or r["n"] < min_count)
             if not w:
                 why = tab.get("note") or ("no group label" if not tab.get("rows") else "no group large enough")
-                rows.append([_e(task), _e(metric), f'<span class="empty">{_e(why)}</span>', "", "", "", ""])
+                rows.append([esc(task), esc(metric), f'<span class="empty">{esc(why)}</span>', "", "", "", ""])
                 continue
-            rows.append([_e(task), _e(metric), _e(f"{group_name(w['group'])} ({format_value(metric, w['value'])}, "
+            gap_ci = esc(format_ci(tab, metric, "gap_ci_low", "gap_ci_high", gap=True, style="html"))
+            rows.append([esc(task), esc(metric), esc(f"{group_name(w['group'])} ({format_value(metric, w['value'])}, "
                                                   f"n={w['n']})"),
-                         _e(f"{group_name(b['group'])} ({format_value(metric, b['value'])}, n={b['n']})"),
-                         _e(_gap(metric, tab.get("gap"))) + (f' <span class="small">CI '
-                                                             f'{_e(_ci(tab, metric, "gap_ci_low", "gap_ci_high", gap=True))}'
-                                                             '</span>' if tab.get("gap_ci_low") is not None else ""),
-                         _e(tab.get("n_groups", 0)), _e(small)])
+                         esc(f"{group_name(b['group'])} ({format_value(metric, b['value'])}, n={b['n']})"),
+                         esc(format_gap(metric, tab.get("gap"), "pts"))
+                         + (f' <span class="small">CI {gap_ci}</span>' if tab.get("gap_ci_low") is not None else ""),
+                         esc(tab.get("n_groups", 0)), esc(small)])
         parts.append("<h3>Worst and best group per task</h3>"
                      + _table(["task", "metric", "worst group", "best group", "gap", "groups compared",
                                f"too small (n < {min_count})"], rows, left=4, cls="worst-groups")
@@ -348,20 +153,20 @@ def _summary_section(report: Mapping[str, Any], metrics_table: bool = True) -> s
 def _data_section(report: Mapping[str, Any]) -> str:
     d, m = report.get("data", {}), report.get("model", {})
     cfg = d.get("config", {})
-    rows = [[_e("model checkpoint"), _e(m.get("checkpoint", "n/a"))]]
-    rows += [[_e(f"model {k}"), _e(v)] for k, v in m.items() if k != "checkpoint" and not isinstance(v, (dict, list))]
+    rows = [[esc("model checkpoint"), esc(m.get("checkpoint", "n/a"))]]
+    rows += [[esc(f"model {k}"), esc(v)] for k, v in m.items() if k != "checkpoint" and not isinstance(v, (dict, list))]
     for k in ("utkface", "fer2013", "manifest", "limit"):
         v = cfg.get(k)
         if v not in (None, (), []):
-            rows.append([_e(f"dataset: {k}"), _e(", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)])
-    rows += [[_e(k), _e(d.get(k, "n/a"))] for k in ("split", "seed", "val_fraction", "n_images")]
+            rows.append([esc(f"dataset: {k}"), esc(", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)])
+    rows += [[esc(k), esc(d.get(k, "n/a"))] for k in ("split", "seed", "val_fraction", "n_images")]
     out = _table(["", "value"], rows, left=2)
     by_source = d.get("by_source", {})
     out += "<h3>Images per source/split</h3>" + (
-        _table(["source/split", "images"], [[_e(k), _e(v)] for k, v in by_source.items()]) if by_source
+        _table(["source/split", "images"], [[esc(k), esc(v)] for k, v in by_source.items()]) if by_source
         else '<p class="empty">none</p>')
     skipped = d.get("skipped", {})
-    out += "<h3>Skipped</h3>" + (_table(["reason", "images"], [[_e(k), _e(v)] for k, v in skipped.items()])
+    out += "<h3>Skipped</h3>" + (_table(["reason", "images"], [[esc(k), esc(v)] for k, v in skipped.items()])
                                  if skipped else '<p class="empty">nothing skipped</p>')
     return _section("data", "Data", out)
 
@@ -373,21 +178,21 @@ def _no_labels(task: str, m: Mapping[str, Any]) -> bool:
 def _metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     for task, m in metrics.items():
-        parts.append(f"<h3>{_e(task)}</h3>")
+        parts.append(f"<h3>{esc(task)}</h3>")
         if _no_labels(task, m):
             parts.append(_note(m.get("note") or f"no {task} labels in this data: no metrics"))
             continue
-        scalars = [[_e(_NAMES.get(k, k)), _e(_fmt(v, k))] for k, v in m.items()
+        scalars = [[esc(METRIC_NAMES.get(k, k)), esc(format_metric(v, k))] for k, v in m.items()
                    if k != "kind" and (isinstance(v, (int, float, str)) or v is None)]
         tables = [_table(["metric", "value"], scalars)]
         if isinstance(m.get("per_class"), Mapping):
-            rows = [[_e(lab), _e(_fmt(v.get("precision"), "precision")), _e(_fmt(v.get("recall"), "recall")),
-                     _e(_fmt(v.get("f1"), "f1")), _e(_fmt(v.get("support"), "support"))]
+            rows = [[esc(lab)] + [esc(format_metric(v.get(k), k)) for k in ("precision", "recall", "f1", "support")]
                     for lab, v in m["per_class"].items()]
             tables.append(_table(["class", "precision", "recall", "F1", "support"], rows))
         if isinstance(m.get("mae_by_band"), Mapping):
-            rows = [[_e(b), _e(_fmt(v.get("mae"), "mae")) if v.get("n") else '<span class="empty">no samples</span>',
-                     _e(v.get("n", 0))] for b, v in m["mae_by_band"].items()]
+            rows = [[esc(b),
+                     esc(format_metric(v.get("mae"), "mae")) if v.get("n") else '<span class="empty">no samples</span>',
+                     esc(v.get("n", 0))] for b, v in m["mae_by_band"].items()]
             tables.append(_table(["true age band", "MAE (years)", "n"], rows))
         parts.append(f'<div class="row">{"".join(tables)}</div>')  # side by side: they are narrow
     return _section("metrics", "Metrics per task", "".join(parts) or _note("no metrics in this report"))
@@ -395,7 +200,7 @@ def _metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _confusion_table(task: str, cm: Mapping[str, Any]) -> str:
     labels, matrix = cm.get("labels", []), cm.get("matrix", [])
-    head = "".join(f"<th>{_e(lab)}</th>" for lab in labels)
+    head = "".join(f"<th>{esc(lab)}</th>" for lab in labels)
     body = []
     for lab, row in zip(labels, matrix):
         total = sum(row)
@@ -406,11 +211,11 @@ def _confusion_table(task: str, cm: Mapping[str, Any]) -> str:
             fg = "#fff" if frac > 0.55 else "#222"
             pct = f"<br><span class=\"small\" style=\"color:{fg}\">{frac:.0%}</span>" if total else ""
             bold = ";font-weight:bold" if lab == labels[j] else ""
-            cells.append(f'<td style="background:{bg};color:{fg}{bold}" title="true {_e(lab)}, predicted '
-                         f'{_e(labels[j])}: {c}">{c}{pct}</td>')
-        rowhead = _e(lab) + ("" if total else ' <span class="empty">(no samples)</span>')
+            cells.append(f'<td style="background:{bg};color:{fg}{bold}" title="true {esc(lab)}, predicted '
+                         f'{esc(labels[j])}: {c}">{c}{pct}</td>')
+        rowhead = esc(lab) + ("" if total else ' <span class="empty">(no samples)</span>')
         body.append(f'<tr><th class="l">{rowhead}</th>{"".join(cells)}<td>{total}</td></tr>')
-    return (f'<table class="confusion" data-task="{_e(task)}"><thead><tr><th class="l">true \\ predicted</th>{head}'
+    return (f'<table class="confusion" data-task="{esc(task)}"><thead><tr><th class="l">true \\ predicted</th>{head}'
             f'<th>n</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
@@ -419,7 +224,7 @@ def _confusion_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     for task, m in metrics.items():
         if task in metrics and _spec_kind(task, m) != "classification":
             continue
-        parts.append(f"<h3>{_e(task)}</h3>")
+        parts.append(f"<h3>{esc(task)}</h3>")
         if _no_labels(task, m) or "confusion_matrix" not in m:
             parts.append(_note(m.get("note") or f"no {task} labels: no confusion matrix"))
             continue
@@ -445,41 +250,31 @@ def _age_section(metrics: Mapping[str, Mapping[str, Any]], samples: Sequence[Map
         return _section("age", "Age", _note(m.get("note") or "no age labels in this data: no age plots"))
     charts = []
     if isinstance(m.get("mae_by_band"), Mapping):
-        charts.append(_mae_band_chart(m["mae_by_band"]))
+        charts.append(mae_band_chart(m["mae_by_band"]))
     pairs = [(float(s["true"]["age"]), float(s["pred"]["age"])) for s in samples or ()
-             if finite_number(s.get("true", {}).get("age")) is not None and finite_number(s.get("pred", {}).get("age")) is not None]
+             if finite_number(s.get("true", {}).get("age")) is not None
+             and finite_number(s.get("pred", {}).get("age")) is not None]
     extra = ""
     if pairs:
-        charts.insert(0, _age_scatter([t for t, _ in pairs], [p for _, p in pairs]))
-        charts.append(_error_histogram([p - t for t, p in pairs]))
+        charts.insert(0, age_scatter([t for t, _ in pairs], [p for _, p in pairs]))
+        charts.append(error_histogram([p - t for t, p in pairs]))
     else:
         extra = _note("no per-image data in this report (evaluate with keep_samples / --report): "
                       "no scatter plot or error histogram")
     return _section("age", "Age", f'<div class="row">{"".join(charts)}</div>{extra}')
 
 
-def _pc(v: Any) -> str:
-    """A share as a percentage with one decimal (as ``facemtl evaluate`` prints it), "n/a" when missing."""
-    return _fmt(v, "ece")
-
-
-def _years(v: Any) -> str:
-    x = finite_number(v)
-    return "n/a" if x is None else f"{x:.1f}"
-
-
 def _cov_ci(block: Mapping[str, Any]) -> str:
-    ci = block.get("coverage_ci")
-    return f"{_pc(ci[0])} – {_pc(ci[1])}" if ci else "n/a"
+    return format_interval(block.get("coverage_ci"), percent, style="html")
 
 
 def _verdict(ok: bool, yes: str = "met", no: str = "not met") -> str:
-    return f'<span class="ok">{_e(yes)}</span>' if ok else f'<span class="bad">{_e(no)}</span>'
+    return f'<span class="ok">{esc(yes)}</span>' if ok else f'<span class="bad">{esc(no)}</span>'
 
 
 def _few() -> str:
-    return (f'<span class="empty" title="fewer than {_e(GROUP_MIN)} faces: listed, not held to the target">'
-            f'few (n &lt; {_e(GROUP_MIN)})</span>')
+    return (f'<span class="empty" title="fewer than {esc(GROUP_MIN)} faces: listed, not held to the target">'
+            f'few (n &lt; {esc(GROUP_MIN)})</span>')
 
 
 _FEW_NOTE = (f'<p class="small">A verdict against a target needs at least {GROUP_MIN} faces: smaller sources, '
@@ -503,7 +298,7 @@ def _age_group_table(cal: Mapping[str, Any]) -> str:
     for name in list(dict.fromkeys(grid + list(groups))):
         b = groups.get(name) or {}
         if not b.get("n"):
-            rows.append([_e(name), "0", '<span class="empty">no faces</span>', "n/a", "n/a", "n/a", ""])
+            rows.append([esc(name), "0", '<span class="empty">no faces</span>', "n/a", "n/a", "n/a", ""])
             continue
         if not b.get("held_to_target"):
             verdict = _few()
@@ -511,8 +306,8 @@ def _age_group_table(cal: Mapping[str, Any]) -> str:
             verdict = _verdict(finite_number(b.get("coverage")) is not None and b["coverage"] >= t[1])
         else:
             verdict = '<span class="empty">no target at this level</span>'
-        rows.append([_e(name), _e(b["n"]), _e(_pc(b.get("coverage"))), _e(_cov_ci(b)), _e(_years(b.get("mean_width"))),
-                     _e(_years(b.get("median_width"))), verdict])
+        rows.append([esc(name), esc(b["n"]), esc(percent(b.get("coverage"))), esc(_cov_ci(b)),
+                     esc(number(b.get("mean_width"), 1)), esc(number(b.get("median_width"), 1)), verdict])
     target = f"target ≥ {t[1]:.0%} (n ≥ {GROUP_MIN})" if t else "target"
     return _table(["ethnicity & gender", "faces", "coverage", "95% CI", "mean width (years)", "median width (years)",
                    target], rows, cls="coverage-groups")
@@ -525,11 +320,11 @@ def _calibration_tables(cal: Mapping[str, Any]) -> str:
     t = age_targets(level)
     temps = cal.get("temperatures") or {}
     fitted = cal.get("fitted_on") or {}
-    parts = [f'<p class="summary">Measured on {_e(cal.get("measured_on", "n/a"))}: {_e(cal.get("n", 0))} images. '
-             f'Age interval level {_e(f"{level:.0%}")}; temperatures '
-             + _e(", ".join(f"{k} T={float(v):.2f}" for k, v in temps.items()) or "none") + '.</p>']
+    parts = [f'<p class="summary">Measured on {esc(cal.get("measured_on", "n/a"))}: {esc(cal.get("n", 0))} images. '
+             f'Age interval level {esc(f"{level:.0%}")}; temperatures '
+             + esc(format_temperatures(temps) or "none") + '.</p>']
     if fitted:
-        parts.append('<p class="small">Fitted on: ' + _e("; ".join(
+        parts.append('<p class="small">Fitted on: ' + esc("; ".join(
             f"{k} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in fitted.items())) + "</p>")
     parts.append(_FEW_NOTE)
     rows, ece_rows = [], []
@@ -543,18 +338,19 @@ def _calibration_tables(cal: Mapping[str, Any]) -> str:
                 verdict = _verdict(cov is not None and t[0][0] <= cov <= t[0][1])
             else:
                 verdict = '<span class="empty">no target at this level</span>'
-            rows.append([_e(src), _e(a["n"]), _e(_pc(a.get("coverage"))), _e(_cov_ci(a)),
-                         _e(_years(a.get("mean_width"))), _e(_years(a.get("median_width"))), verdict])
+            rows.append([esc(src), esc(a["n"]), esc(percent(a.get("coverage"))), esc(_cov_ci(a)),
+                         esc(number(a.get("mean_width"), 1)), esc(number(a.get("median_width"), 1)), verdict])
         elif "age" in b:
-            rows.append([_e(src), "0", '<span class="empty">no age labels</span>', "n/a", "n/a", "n/a", ""])
+            rows.append([esc(src), "0", '<span class="empty">no age labels</span>', "n/a", "n/a", "n/a", ""])
         for task, e in (b.get("ece") or {}).items():
             after = finite_number(e.get("after"))
-            ece_rows.append([_e(src), _e(task), _e(e.get("n", 0)),
-                             _e(_pc(e["before"])) if "before" in e else '<span class="empty">not measured</span>',
-                             _e(_pc(e.get("after"))), _e(f"{float(temps[task]):.2f}") if task in temps else
+            ece_rows.append([esc(src), esc(task), esc(e.get("n", 0)),
+                             esc(percent(e["before"])) if "before" in e else '<span class="empty">not measured</span>',
+                             esc(percent(e.get("after"))), esc(number(temps[task])) if task in temps else
                              '<span class="empty">none</span>',
-                             _few() if e.get("n", 0) < GROUP_MIN else _verdict(after is not None and after <= ECE_TARGET)])
-    parts.append(f"<h3>Age interval ({_e(f'{level:.0%}')}) per source</h3>")
+                             _few() if e.get("n", 0) < GROUP_MIN
+                             else _verdict(after is not None and after <= ECE_TARGET)])
+    parts.append(f"<h3>Age interval ({esc(f'{level:.0%}')}) per source</h3>")
     band = f"target {t[0][0]:.0%}–{t[0][1]:.0%}" if t else "target"
     parts.append(_table(["source", "faces", "coverage", "95% CI", "mean width (years)", "median width (years)", band],
                         rows, cls="coverage-sources") if rows
@@ -580,7 +376,7 @@ def _calibration_section(metrics: Mapping[str, Mapping[str, Any]], cal: Mapping[
             notes.append(_note(f"{task}: no labels, no calibration"))
         elif m.get("reliability"):
             stage = "after calibration" if task in temps else "reliability"
-            charts.append(_reliability_chart(task, m["reliability"], m.get("ece"), stage))
+            charts.append(reliability_chart(task, m["reliability"], m.get("ece"), stage))
             if cal is not None and task not in temps:
                 notes.append(_note(f"{task}: the model stores no temperature for this head: its diagram shows "
                                    "the plain softmax"))
@@ -600,23 +396,6 @@ def _calibration_section(metrics: Mapping[str, Mapping[str, Any]], cal: Mapping[
     return _section("calibration", "Calibration", body)
 
 
-def _gap(metric: str, v: Any) -> str:
-    """A gap or a bound of its CI: percentage points for accuracy, years for MAE ("n/a" when missing)."""
-    x = finite_number(v)
-    if x is None:
-        return "n/a"
-    return f"{100 * x:.1f} pts" if metric == "accuracy" else f"{x:.2f}"
-
-
-def _ci(row: Mapping[str, Any], metric: str, lo_key: str = "ci_low", hi_key: str = "ci_high",
-        gap: bool = False) -> str:
-    lo, hi = row.get(lo_key), row.get(hi_key)
-    if lo is None or hi is None:
-        return "n/a"
-    f = _gap if gap else format_value
-    return f"{f(metric, lo)} – {f(metric, hi)}"
-
-
 def _fairness_section(fair: Mapping[str, Any], charts: bool = False) -> str:
     """The per-task group tables (groups too small to compare folded into a <details>); with ``charts``,
     a bar chart of the headline metric per group, with its CI, beside each table (the audit page)."""
@@ -625,36 +404,36 @@ def _fairness_section(fair: Mapping[str, Any], charts: bool = False) -> str:
         return _section("fairness", "Fairness", _note("no task could be audited (no labels)"))
     min_count = fair.get("min_count", 1)
     parts = [(f'<p class="small">Headline metric per group (accuracy for classification, MAE for age); groups '
-             f'with fewer than {_e(min_count)} images are too few: folded under each table, without a number, '
+             f'with fewer than {esc(min_count)} images are too few: folded under each table, without a number, '
              'and not used for worst/best/gap (fairness.csv has their values). '
-             f'CI: {_e(round(100 * (1 - float(fair.get("alpha", 0.05)))))}% bootstrap interval '
-             f'({_e(fair.get("n_boot", 0))} resamples). Groups with no labelled image say so, never 0%.</p>')]
+             f'CI: {esc(confidence_level(fair.get("alpha", 0.05)))}% bootstrap interval '
+             f'({esc(fair.get("n_boot", 0))} resamples). Groups with no labelled image say so, never 0%.</p>')]
     keys = list(fair.get("group_keys", DEFAULT_GROUP_KEYS))
     alpha = float(fair.get("alpha", 0.05))
     parts.append("<h3>Summary</h3><ul>" + "".join(
-        f'<li class="summary">{_e(fairness_sentence(t, tab, keys, alpha))}</li>' for t, tab in tasks.items())
+        f'<li class="summary">{esc(fairness_sentence(t, tab, keys, alpha))}</li>' for t, tab in tasks.items())
         + "</ul>")
     for task, tab in tasks.items():
         metric = tab.get("metric", "")
-        parts.append(f"<h3>{_e(task)} — {_e(metric)}</h3>")
+        parts.append(f"<h3>{esc(task)} — {esc(metric)}</h3>")
         if not tab.get("rows"):
             parts.append(_note(fairness_sentence(task, tab, keys, alpha)))
             continue
-        overall = (f'<p>overall: {_e(format_value(metric, tab.get("value")))} (n={_e(tab.get("n", 0))}, '
-                   f'CI {_e(_ci(tab, metric))})</p>')
+        overall = (f'<p>overall: {esc(format_value(metric, tab.get("value")))} (n={esc(tab.get("n", 0))}, '
+                   f'CI {esc(format_ci(tab, metric, style="html"))})</p>')
         parts.append(overall)
         ext = []
         for grouping, e in (tab.get("by_grouping") or {}).items():
             if not e.get("worst_group"):
-                ext.append([_e(grouping), '<span class="empty">no group large enough</span>', "", "", ""])
+                ext.append([esc(grouping), '<span class="empty">no group large enough</span>', "", "", ""])
                 continue
             w, b = e["worst_group"], e["best_group"]
-            ext.append([_e(grouping),
-                        _e(f"{group_name(w['group'])} ({format_value(metric, w['value'])}, n={w['n']})"),
-                        _e(f"{group_name(b['group'])} ({format_value(metric, b['value'])}, n={b['n']})"),
-                        _e(_gap(metric, e.get("gap"))),
-                        _e(_ci(e, metric, "gap_ci_low", "gap_ci_high", gap=True)),
-                        _e(e.get("n_groups", 0))])
+            ext.append([esc(grouping),
+                        esc(f"{group_name(w['group'])} ({format_value(metric, w['value'])}, n={w['n']})"),
+                        esc(f"{group_name(b['group'])} ({format_value(metric, b['value'])}, n={b['n']})"),
+                        esc(format_gap(metric, e.get("gap"), "pts")),
+                        esc(format_ci(e, metric, "gap_ci_low", "gap_ci_high", gap=True, style="html")),
+                        esc(e.get("n_groups", 0))])
         if ext:
             parts.append("<h4>Worst group and gap per grouping</h4>"
                          + _table(["grouping", "worst", "best", "gap", "gap CI", "groups compared"], ext, left=3))
@@ -669,36 +448,36 @@ def _fairness_section(fair: Mapping[str, Any], charts: bool = False) -> str:
                 # A group under min_count shows no number (a value from a handful of images invites
                 # over-reading) and is folded away with the empty groups; fairness.csv and the JSON keep it.
                 if r.get("value") is None or not r["n"]:
-                    folded.append([_e(group_name(r["group"])), _e(r["n"]),
+                    folded.append([esc(group_name(r["group"])), esc(r["n"]),
                                    '<span class="empty">no labelled images</span>', "n/a",
                                    '<span class="empty">not compared</span>'])
                 elif r["n"] < min_count:
-                    folded.append([_e(group_name(r["group"])), _e(r["n"]),
-                                   f'<span class="empty">too few (n={_e(r["n"])})</span>', "",
+                    folded.append([esc(group_name(r["group"])), esc(r["n"]),
+                                   f'<span class="empty">too few (n={esc(r["n"])})</span>', "",
                                    '<span class="empty">not compared</span>'])
                 else:
-                    shown.append([_e(group_name(r["group"])), _e(r["n"]), _e(format_value(metric, r.get("value"))),
-                                  _e(_ci(r, metric))])
+                    shown.append([esc(group_name(r["group"])), esc(r["n"]), esc(format_value(metric, r.get("value"))),
+                                  esc(format_ci(r, metric, style="html"))])
             if grouping in keys:  # a single attribute: list its missing values as empty groups
                 seen = {r["group"].get(grouping) for r in rows}
                 for v in group_values(grouping):
                     if v not in seen:
-                        folded.append([_e(f"{grouping}: {v}"), "0", '<span class="empty">no labelled images</span>',
+                        folded.append([esc(f"{grouping}: {v}"), "0", '<span class="empty">no labelled images</span>',
                                        "n/a", '<span class="empty">empty group</span>'])
             if not shown and not folded:
                 continue
             body = (_table(["group", "n", metric, "CI"], shown, cls="fairness") if shown
-                    else f'<p class="empty">no group of {_e(min_count)} or more images</p>')
+                    else f'<p class="empty">no group of {esc(min_count)} or more images</p>')
             if charts and shown:
                 compared = [r for r in rows if r.get("value") is not None and r["n"] >= min_count]
                 worst = ((tab.get("by_grouping") or {}).get(grouping) or {}).get("worst_group")
                 body = (f'<div class="row">{body}'
-                        f'{_group_chart(task, metric, grouping, compared, tab.get("value"), worst)}</div>')
+                        f'{group_chart(task, metric, grouping, compared, tab.get("value"), worst)}</div>')
             if folded:
                 body += (f'<details class="folded" data-groups="{len(folded)}"><summary>{len(folded)} group(s) '
-                         f'too small to compare (n &lt; {_e(min_count)}) or empty</summary>'
+                         f'too small to compare (n &lt; {esc(min_count)}) or empty</summary>'
                          + _table(["group", "n", metric, "CI", ""], folded, cls="fairness folded") + "</details>")
-            blocks.append(f'<div class="grouping" data-grouping="{_e(grouping)}"><h4>by {_e(grouping)}</h4>'
+            blocks.append(f'<div class="grouping" data-grouping="{esc(grouping)}"><h4>by {esc(grouping)}</h4>'
                           f"{body}</div>")
         if blocks:
             parts.append(f'<div class="groupings">{"".join(blocks)}</div>')
@@ -713,10 +492,10 @@ def _thumb(path: str | None, cache: dict[str, str | None]) -> str | None:
             from PIL import Image
 
             with Image.open(path) as im:
-                im = im.convert("RGB")
-                im.thumbnail((_THUMB * 2, _THUMB * 2))
+                rgb = im.convert("RGB")
+                rgb.thumbnail((_THUMB * 2, _THUMB * 2))
                 buf = io.BytesIO()
-                im.save(buf, format="JPEG", quality=80)
+                rgb.save(buf, format="JPEG", quality=80)
             cache[path] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
         except Exception:  # noqa: BLE001 - a moved or unreadable file: the card shows no picture
             cache[path] = None
@@ -726,22 +505,23 @@ def _thumb(path: str | None, cache: dict[str, str | None]) -> str | None:
 def _card(s: Mapping[str, Any], task: str, cache: dict[str, str | None]) -> str:
     t, p = s["true"][task], s["pred"].get(task)
     uri = _thumb(s.get("path"), cache)
-    img = f'<img src="{_e(uri)}" alt="face">' if uri else '<div class="empty">(no image)</div>'
+    img = f'<img src="{esc(uri)}" alt="face">' if uri else '<div class="empty">(no image)</div>'
     if isinstance(t, str):
         ok = t == p
         probs = s.get("probs", {}).get(task)
         conf = ""
         if probs:
             conf = f" ({max(probs):.0%})"
-        lines = f'true: {_e(t)}<br><span class="{"ok" if ok else "bad"}">pred: {_e(p)}{_e(conf)}</span>'
+        lines = f'true: {esc(t)}<br><span class="{"ok" if ok else "bad"}">pred: {esc(p)}{esc(conf)}</span>'
     else:
         err = abs(float(p) - float(t)) if p is not None else None
-        lines = (f'true: {_e(_fmt(t, "", 0))}<br><span class="{"ok" if err is not None and err <= 5 else "bad"}">'
-                 f'pred: {_e(_fmt(p, "", 1))}</span>')
-    others = "; ".join(f"{k} {v if isinstance(v, str) else _fmt(v, '', 0)}" for k, v in s["true"].items()
+        verdict = "ok" if err is not None and err <= 5 else "bad"
+        lines = (f'true: {esc(format_metric(t, "", 0))}<br><span class="{verdict}">'
+                 f'pred: {esc(format_metric(p, "", 1))}</span>')
+    others = "; ".join(f"{k} {v if isinstance(v, str) else format_metric(v, '', 0)}" for k, v in s["true"].items()
                        if k != task and v is not None)
-    return (f'<figure class="card" title="{_e(s.get("path") or s.get("source", ""))}">{img}<figcaption>{lines}'
-            f'<br><span class="small">{_e(others)}</span></figcaption></figure>')
+    return (f'<figure class="card" title="{esc(s.get("path") or s.get("source", ""))}">{img}<figcaption>{lines}'
+            f'<br><span class="small">{esc(others)}</span></figcaption></figure>')
 
 
 def _gallery_section(metrics: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None, seed: int = 0) -> str:
@@ -754,8 +534,9 @@ def _gallery_section(metrics: Mapping[str, Any], samples: Sequence[Mapping[str, 
              'random labelled images; for age, the smallest and largest errors.</p>')]
     tasks = list(metrics) or list_tasks()
     for task in tasks:
-        lab = [s for s in samples if s.get("true", {}).get(task) is not None and s.get("pred", {}).get(task) is not None]
-        parts.append(f"<h3>{_e(task)}</h3>")
+        lab = [s for s in samples
+               if s.get("true", {}).get(task) is not None and s.get("pred", {}).get(task) is not None]
+        parts.append(f"<h3>{esc(task)}</h3>")
         if not lab:
             parts.append(_note(f"no {task} labels in this data"))
             continue
@@ -775,7 +556,7 @@ def _gallery_section(metrics: Mapping[str, Any], samples: Sequence[Mapping[str, 
         rnd = random.Random(f"{seed}:{task}").sample(lab, min(_GALLERY_N, len(lab)))
         for title, group in (("best", best), ("worst", worst), ("random", rnd)):
             cards = "".join(_card(s, task, cache) for s in group) or '<p class="empty">none</p>'
-            parts.append(f'<h4>{_e(title)}</h4><div class="gal" data-kind="{_e(title)}">{cards}</div>')
+            parts.append(f'<h4>{esc(title)}</h4><div class="gal" data-kind="{esc(title)}">{cards}</div>')
     return _section("gallery", "Prediction gallery", "".join(parts))
 
 
@@ -788,11 +569,11 @@ def _page(title: str, report: Mapping[str, Any], sections: Sequence[str], nav: S
     d = report.get("data", {})
     sub = (f"split {d.get('split', 'n/a')}, {d.get('n_images', 'n/a')} images, model "
            f"{report.get('model', {}).get('checkpoint', 'n/a')}")
-    links = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in nav)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1><p class=\"small\">{_e(sub)}</p>"
+    links = "".join(f'<a href="#{i}">{esc(t)}</a>' for i, t in nav)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1><p class=\"small\">{esc(sub)}</p>"
             f"<nav>{links}</nav>{''.join(s for s in sections if s)}"
-            f"<p class=\"small\">{_e(footer)}</p></body></html>\n")
+            f"<p class=\"small\">{esc(footer)}</p></body></html>\n")
 
 
 def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None = None) -> str:
@@ -801,7 +582,8 @@ def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] 
         samples = report.get("samples")
     metrics = report.get("metrics", {})
     sections = [
-        _summary_section(report), _data_section(report), _metrics_section(metrics), _confusion_section(metrics), _age_section(metrics, samples),
+        _summary_section(report), _data_section(report), _metrics_section(metrics), _confusion_section(metrics),
+        _age_section(metrics, samples),
         _calibration_section(metrics, report.get("calibration")), _fairness_section(report.get("fairness", {})),
         _gallery_section(metrics, samples),
     ]
@@ -816,9 +598,9 @@ def _coverage_section(cal: Mapping[str, Any] | None) -> str:
     if cal is None:
         return ""
     level = float(cal.get("level", 0.9))
-    intro = (f'<p class="small">How often the {_e(f"{level:.0%}")} age interval contains the true age, per group, '
-             f'measured on {_e(cal.get("measured_on", "n/a"))} ({_e(cal.get("n", 0))} images); 95% bootstrap '
-             f'interval of the coverage. A verdict against the target needs at least {_e(GROUP_MIN)} faces: '
+    intro = (f'<p class="small">How often the {esc(f"{level:.0%}")} age interval contains the true age, per group, '
+             f'measured on {esc(cal.get("measured_on", "n/a"))} ({esc(cal.get("n", 0))} images); 95% bootstrap '
+             f'interval of the coverage. A verdict against the target needs at least {esc(GROUP_MIN)} faces: '
              'smaller groups are marked few (their numbers are shown, not held to the target).</p>')
     return _section("age-coverage", "Age interval coverage per group", intro + _age_group_table(cal))
 
@@ -834,23 +616,6 @@ def render_audit_html(report: Mapping[str, Any]) -> str:
                  [_summary_section(report, metrics_table=False), _data_section(report),
                   _fairness_section(report.get("fairness", {}), charts=True), _coverage_section(cal)],
                  nav, "Numbers: fairness.json and fairness.csv next to this file.")
-
-
-def _json_default(x: Any) -> Any:
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    return str(x)
-
-
-def _clean(x: Any) -> Any:
-    """Non-finite floats -> None, recursively (strict JSON)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path,
@@ -872,7 +637,7 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path,
     data = dict(report)
     if samples is not None:
         data["samples"] = list(samples)
-    _write_json(data, out / "report.json")
+    write_json(data, out / "report.json")
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["task", "metric", "value"])
@@ -883,10 +648,6 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path,
     index = out / "index.html"
     index.write_text(render_html(report, samples), encoding="utf-8")
     return index
-
-
-def _write_json(data: Any, path: Path) -> None:
-    path.write_text(json.dumps(_clean(data), indent=1, default=_json_default, allow_nan=False))
 
 
 def _write_fairness_csv(fair: Mapping[str, Any], path: Path) -> None:
@@ -909,7 +670,7 @@ def audit_data(report: Mapping[str, Any]) -> dict[str, Any]:
     out = {"model": report.get("model", {}), "data": report.get("data", {}), "fairness": fair, "summary": summary}
     if report.get("calibration") is not None:
         out["calibration"] = report["calibration"]
-    return _clean(out)
+    return jsonable(out)
 
 
 def write_audit(report: Mapping[str, Any], out_dir: str | Path) -> Path:
@@ -925,7 +686,7 @@ def write_audit(report: Mapping[str, Any], out_dir: str | Path) -> Path:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(audit_data(report), out / "fairness.json")
+    write_json(audit_data(report), out / "fairness.json")
     _write_fairness_csv(report.get("fairness", {}), out / "fairness.csv")
     page = out / "audit.html"
     page.write_text(render_audit_html(report), encoding="utf-8")
