@@ -94,7 +94,7 @@ def draw_faces(image: np.ndarray, faces: Sequence, labels: Sequence[str] | None 
         candidates = [y2 + 2, y1 - th - 2, y1 + width]  # below, above, inside the top edge
         candidates = [min(max(0, y), max(0, img.height - th)) for y in candidates]
 
-        def cost(y: float) -> float:
+        def cost(y: float, tx: float = tx, tw: float = tw, th: float = th, i: int = i) -> float:
             rect = (tx, y, tw, th)
             return sum(_overlap(rect, b) for j, b in enumerate(boxes) if j != i) + \
                 10 * sum(_overlap(rect, q) for q in placed)

@@ -105,7 +105,7 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: 
                 label = None
                 if spec.name == "age":  # one rule: the most probable group (a scalar head: the estimate's group)
                     label = most_probable_group(group_probs) if group_probs is not None else age_group(v)
-                lo, hi = (float(lows[i]), float(highs[i])) if lows is not None else (None, None)
+                lo, hi = (float(lows[i]), float(highs[i])) if lows is not None and highs is not None else (None, None)
                 per_face[i][spec.name] = Prediction(spec.name, label, v, group_probs, lo, hi,
                                                     level if lo is not None else None)
     return per_face
@@ -171,7 +171,7 @@ class FaceAnalyzer:
                    framing=framing)
 
     # -- single images -------------------------------------------------------------------------------
-    def __call__(self, source: ImageInput | Sequence[ImageInput], channels: str = "rgb"
+    def __call__(self, source: ImageInput | list[ImageInput] | tuple[ImageInput, ...], channels: str = "rgb"
                  ) -> ImageResult | list[ImageResult]:
         """Analyse one image, or a list of images (faces of all images share forward passes).
 

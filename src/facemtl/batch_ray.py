@@ -89,7 +89,7 @@ class FileAnalyzer:
         try:
             return list(self._results(names, sources))
         except Exception:  # noqa: BLE001 - recorded per file below
-            out = []
+            out: list[Any] = []
             for name, src in zip(names, sources):
                 try:
                     out.extend(self._results([name], [src]))

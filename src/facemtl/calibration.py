@@ -76,10 +76,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi
     if not keep.any():
         raise InvalidInputError("cannot fit a temperature: no labelled face for this task in the calibration set")
     logits, labels = logits[keep], labels[keep]
-    weights = None
+    weights: np.ndarray | None = None
     if groups is not None:
-        g = np.asarray(groups)[keep]
-        _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        group_ids = np.asarray(groups)[keep]
+        _, inverse, counts = np.unique(group_ids, return_inverse=True, return_counts=True)
         weights = 1.0 / counts[inverse]
     a, b = math.log(lo), math.log(hi)
     g = (math.sqrt(5) - 1) / 2
@@ -174,7 +174,8 @@ def fit_age_intervals(true_age: np.ndarray, predicted: np.ndarray, min_group: in
                 if 0 <= j < len(GROUP_NAMES):
                     pool.extend(own[GROUP_NAMES[j]])
         scores[g] = tuple(round(float(v), 3) for v in np.sort(np.asarray(pool)))  # as stored (ms precision)
-    return AgeIntervals(scores, {g: int(len(v)) for g, v in own.items()}, tuple(value_range), min_group)
+    lo, hi = value_range
+    return AgeIntervals(scores, {g: int(len(v)) for g, v in own.items()}, (lo, hi), min_group)
 
 
 # -- what a model stores ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeGuard
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,7 +23,7 @@ from .errors import InvalidInputError, unknown_name
 __all__ = ["ImageInput", "load_image", "is_url", "fetch_url", "URL_MAX_BYTES", "URL_TIMEOUT_S", "IMAGE_EXTENSIONS",
            "DEFAULT_MAX_PIXELS", "CHANNEL_ORDERS", "check_channels", "to_rgb"]
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
+ImageInput = str | os.PathLike | bytes | bytearray | np.ndarray | Image.Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 DEFAULT_MAX_PIXELS = 80_000_000  # a 100-megapixel photo is refused unless the caller raises the limit
@@ -103,7 +103,7 @@ URL_TIMEOUT_S = 15.0         # connect and read timeout of an image URL
 _URL = re.compile(r"(?i)^(https?|file)://")
 
 
-def is_url(source: Any) -> bool:
+def is_url(source: Any) -> TypeGuard[str]:
     """Whether ``source`` is an ``http(s)://`` or ``file://`` URL string (image inputs accept them)."""
     return isinstance(source, str) and _URL.match(source) is not None
 
@@ -220,8 +220,8 @@ def _decode(fp: io.BytesIO | str, name: str, max_pixels: int | None) -> np.ndarr
             with Image.open(fp) as img:
                 _check_pixels(img.width, img.height, max_pixels, name)
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                return np.asarray(to_rgb(img))
+                upright = ImageOps.exif_transpose(img)
+                return np.asarray(to_rgb(upright))
     except InvalidInputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -238,7 +238,10 @@ def too_many_pixels_message(exc: Exception, max_pixels: int | None) -> str:
     PIL raises past twice ``Image.MAX_IMAGE_PIXELS`` while reading the header, before our own ``max_pixels``
     check can see the size; its message holds the pixel count, which is repeated here with the limit that applied.
     """
-    pil_limit = 2 * Image.MAX_IMAGE_PIXELS
+    pil_max = Image.MAX_IMAGE_PIXELS
+    # PIL raises DecompressionBombError only while its limit is set (``MAX_IMAGE_PIXELS`` is not None).
+    assert pil_max is not None
+    pil_limit = 2 * pil_max
     limit = pil_limit if max_pixels is None else min(max_pixels, pil_limit)
     m = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{int(m.group(1)) / 1e6:.1f} megapixels" if m else "the image"

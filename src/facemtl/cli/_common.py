@@ -139,7 +139,8 @@ def analyze_files(analyzer, files: list[str]) -> Iterator:
     problems = {f: link_problem(f) for f in files}
     results = analyzer.analyze_many([f for f in files if not problems[f]], errors="record")
     for f in files:
-        yield ItemError(f, problems[f]) if problems[f] else next(results)
+        problem = problems[f]
+        yield ItemError(f, problem) if problem else next(results)
 
 
 def check_output_file(path: Path, flag: str) -> None:

@@ -194,7 +194,9 @@ def _scan_csv(path: Path) -> tuple[set[str], set[str], set[int]]:
                 groups[-1][4] = False
             else:
                 groups.append(["", n, 1, 1, False, False])
-    done, ok, drop = set(), set(), set()
+    done: set[str] = set()
+    ok: set[str] = set()
+    drop: set[int] = set()
     for name, start, rows, expected, whole, error in groups:
         if whole and rows == expected and name:
             done.add(name)
@@ -256,7 +258,7 @@ def _resume_state(sink: Path, note_fn: Callable[[str], None]) -> tuple[set[str],
     if sink.suffix == ".jsonl":
         done, failed, bad = _scan_jsonl(sink)
         if bad:
-            _rewrite(sink, lambda i, line: _whole_json(line))
+            _rewrite(sink, lambda i, line: isinstance(line, str) and _whole_json(line))  # JSONL: lines are str
     else:
         done, failed, drop = _scan_csv(sink)
         bad = len(drop)
@@ -277,7 +279,8 @@ def _whole_json(line: str) -> bool:
 def _drop_sources(sink: Path, names: set[str]) -> None:
     """Remove the rows of the files ``names`` (failed ones being retried) from ``sink``."""
     if sink.suffix == ".jsonl":
-        _rewrite(sink, lambda i, line: not _whole_json(line) or safe_name(json.loads(line)["source"]) not in names)
+        _rewrite(sink, lambda i, line: isinstance(line, str)  # JSONL: lines are str
+                 and (not _whole_json(line) or safe_name(json.loads(line)["source"]) not in names))
     else:
         i_file = csv_columns().index("file")
         with open(sink, newline="", encoding="utf-8", errors="replace") as f:

@@ -55,7 +55,12 @@ def _jpeg(x: torch.Tensor, qualities: list[int]) -> torch.Tensor:
     out = np.empty_like(arr)
     for i, q in enumerate(qualities):
         ok, buf = cv2.imencode(".jpg", arr[i][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(q)])
-        out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1] if ok else arr[i]
+        if ok:
+            decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            assert decoded is not None  # a JPEG that cv2 has just encoded decodes
+            out[i] = decoded[:, :, ::-1]
+        else:
+            out[i] = arr[i]
     return torch.from_numpy(out).to(x.device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -144,8 +149,8 @@ def augment_batch(x: torch.Tensor, size: int, cfg: AugmentConfig, generator: tor
         x = x + noise * sig * sel
     x = x.clamp_(0.0, 1.0)
     if cfg.jpeg_p > 0:
-        sel = torch.nonzero(chosen(cfg.jpeg_p)).flatten().tolist()
-        if sel:
-            qs = [int(float(u(cfg.jpeg_quality, 95)[0])) for _ in sel]
-            x[sel] = _jpeg(x[sel], qs)
+        picked: list[int] = torch.nonzero(chosen(cfg.jpeg_p)).flatten().tolist()
+        if picked:
+            qs = [int(float(u(cfg.jpeg_quality, 95)[0])) for _ in picked]
+            x[picked] = _jpeg(x[picked], qs)
     return x

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import FacemtlError, InvalidInputError, unknown_name
 from ..image import ImageInput
-from ..results import Face, Prediction
+from ..results import Face, ImageResult, Prediction
 from .gradcam import GradCAM
 
 if TYPE_CHECKING:  # the analyzer sits above explain in the dependency order; it is only passed in
@@ -128,6 +128,7 @@ def explain_face(
                                 f"meaningful heat map (need at least {min_face} px); use a larger image or "
                                 "another face")
     result = next(iter(analyzer._finish([prepared], errors="raise")))  # the predictions `predict` reports
+    assert isinstance(result, ImageResult)  # errors="raise": a failure raises instead of yielding an ItemError
     face = result.faces[face_index]
     crop = np.ascontiguousarray(crops[face_index])
 
@@ -135,8 +136,10 @@ def explain_face(
     for t in wanted:
         spec = next(s for s in analyzer.tasks if s.name == t)
         if spec.kind == "classification":
-            targets[t] = (labels or {}).get(t) or face[t].label
-            spec.label_index(targets[t])  # an unknown label names the valid ones
+            label = (labels or {}).get(t) or face[t].label
+            assert label is not None  # a classification prediction always has a class label
+            targets[t] = label
+            spec.label_index(label)  # an unknown label names the valid ones
         else:
             if labels and t in labels:
                 raise InvalidInputError(f"task {t!r} is a regression: it has no class to choose, got {labels[t]!r}")
@@ -198,7 +201,7 @@ def render_panel(result: ExplainResult, tile: int = 224, alpha: float = 0.5) -> 
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     gap, pad = max(4, tile // 40), max(3, tile // 60)
-    line_h = font.getbbox("Ag")[3] + pad
+    line_h = int(font.getbbox("Ag")[3]) + pad  # already an int at run time; typed float for FreeTypeFont
     bar_h = max(8, tile // 24)
     cap_h = 2 * line_h + 2 * pad
     width = len(tiles) * tile + (len(tiles) + 1) * gap

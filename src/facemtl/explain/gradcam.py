@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from torch import nn
 
 from ..errors import FacemtlError, InvalidInputError, unknown_name
 from ..tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from ..models.multitask import MultiTaskNet
 
 __all__ = ["GradCAM", "normalise_cam", "task_target"]
 
@@ -51,7 +54,8 @@ def task_target(spec: TaskSpec, raw: torch.Tensor, label: str | int | None = Non
         raise InvalidInputError(f"task {spec.name!r} is a regression: it has no class to choose, got {label!r}")
     if raw.shape[-1] == 1:  # scalar head: the (normalised) value is monotonic in the decoded one
         return raw[0, 0]
-    return raw[0].float().softmax(-1) @ torch.from_numpy(spec.bin_centers()).to(raw.device)  # expected value, e.g. age in years
+    # The expected value, e.g. the age in years.
+    return raw[0].float().softmax(-1) @ torch.from_numpy(spec.bin_centers()).to(raw.device)
 
 
 def normalise_cam(cam: torch.Tensor) -> np.ndarray:
@@ -93,7 +97,7 @@ class GradCAM:
         >>> maps = GradCAM(model).heatmaps(torch.rand(1, 3, 64, 64))   # {"age": (64, 64), ...}
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: MultiTaskNet) -> None:
         if not isinstance(model, nn.Module) or not hasattr(model, "backbone"):
             raise FacemtlError(f"Grad-CAM needs gradients, so a PyTorch multi-task model (a .pt checkpoint); got "
                                f"{type(model).__name__} (an exported ONNX model cannot be explained: use the .pt "

@@ -166,7 +166,9 @@ def verify_onnx(model: MultiTaskNet, onnx_model: str | Path | bytes, atol: float
     src = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
     session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    size = int(input_size or model.config.input_size)  # type: ignore[union-attr]
+    given = input_size or model.config.input_size
+    assert given is not None  # create_model fills in the input size of the config it sets on the net
+    size = int(given)
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -251,7 +253,8 @@ def export_onnx(model_or_checkpoint: MultiTaskNet | str | Path | None, path: str
                               "with the model config")
         props["parity"] = report.to_dict()
     set_metadata(proto, props)
-    proto.producer_name, proto.doc_string = "facemtl", f"facemtl {__version__} multi-task face model ({', '.join(names)})"
+    proto.producer_name = "facemtl"
+    proto.doc_string = f"facemtl {__version__} multi-task face model ({', '.join(names)})"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

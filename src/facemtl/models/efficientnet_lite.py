@@ -28,9 +28,9 @@ _STAGES = [
 
 
 def _round_filters(c: int, width: float, divisor: int = 8) -> int:
-    c = c * width
-    new = max(divisor, int(c + divisor / 2) // divisor * divisor)
-    if new < 0.9 * c:
+    scaled = c * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
         new += divisor
     return int(new)
 

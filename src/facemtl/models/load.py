@@ -39,7 +39,8 @@ def resolve_weights(model: str | os.PathLike | None = None) -> tuple[Path, str]:
     if suffix in TORCH_SUFFIXES:
         return path, "pytorch"
     raise CheckpointError(f"cannot tell the format of model file {path}: expected .onnx (ONNX Runtime) or "
-                          f"{'/'.join(TORCH_SUFFIXES)} (PyTorch), or a bundled name ({', '.join(weights.list_weights())})")
+                          f"{'/'.join(TORCH_SUFFIXES)} (PyTorch), or a bundled name "
+                          f"({', '.join(weights.list_weights())})")
 
 
 def load_model(model: str | os.PathLike | None = None, *, tasks: str | Sequence[str] | None = None,

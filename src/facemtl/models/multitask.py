@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -9,6 +10,9 @@ from torch import nn
 from ..tasks import TaskSpec
 from .backbones import Backbone
 from .heads import build_head
+
+if TYPE_CHECKING:  # factory builds this module's nets; importing it here at run time would be circular
+    from .factory import ModelConfig
 
 __all__ = ["MultiTaskNet"]
 
@@ -19,6 +23,12 @@ class MultiTaskNet(nn.Module):
     Input: float (B, 3, H, W) RGB in [0, 1]; the backbone's normalisation is applied inside, so
     every caller (training, analyzer, ONNX) feeds the same thing. Output: {task name: (B, W)}.
     """
+
+    # Declared for the type checker only (no class attributes): the buffers registered in __init__, and the
+    # config that create_model sets on the nets it builds.
+    mean: torch.Tensor
+    std: torch.Tensor
+    config: ModelConfig
 
     def __init__(
         self,

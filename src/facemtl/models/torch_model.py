@@ -2,12 +2,15 @@
 numpy out), for training-time validation, ``--model some.pt`` and Grad-CAM. Needs the ``torch`` extra."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from .multitask import MultiTaskNet
 
 __all__ = ["TorchModel"]
 
@@ -23,7 +26,7 @@ class TorchModel:
 
     backend = "pytorch"
 
-    def __init__(self, net: torch.nn.Module, meta: dict[str, Any] | None = None, device: Any = None) -> None:
+    def __init__(self, net: MultiTaskNet, meta: dict[str, Any] | None = None, device: Any = None) -> None:
         self.net = net.eval()
         self.metadata = dict(meta or {})
         if device is None:
