@@ -186,7 +186,8 @@ def main() -> None:
     ok = [r for r in rows if r[2] != "FAILED" and r[0] == "lite0"]
     if ok:
         ref = ok[0]
-        rel = [(r[0], r[1], r[4] / ref[4], r[5] / ref[5], (ref[7] / r[7]) if r[7] == r[7] and ref[7] == ref[7] else None)
+        rel = [(r[0], r[1], r[4] / ref[4], r[5] / ref[5],
+                (ref[7] / r[7]) if r[7] == r[7] and ref[7] == ref[7] else None)
                for r in rows if r[2] != "FAILED"]
         table(["backbone", "size", "b1 latency x lite0", f"b{args.batch} latency x lite0", "train time x lite0"],
               [(a, b, f"{c:.2f}", f"{d:.2f}", None if e is None else f"{e:.2f}") for a, b, c, d, e in rel],

@@ -83,7 +83,8 @@ def main() -> None:
     table(["mode", "age MAE", "worst group MAE", "gap", "gender %", "worst group %", "gap", "eth %",
            "eth bal %", "eth F1 %", "worst group %", "gap"], rows,
           title=f"UTKFace val, {a.backbone} @{a.input_size} px, {a.epochs} epochs, balanced by "
-                f"{'+'.join(balance_by)} (power {a.balance_power:g}); groups by {'+'.join(group_keys)} (and crossings), n >= {a.min_count}")
+                f"{'+'.join(balance_by)} (power {a.balance_power:g}); groups by {'+'.join(group_keys)} "
+                f"(and crossings), n >= {a.min_count}")
     base = "none" if "none" in results else None
     if base:
         print("\nchange vs none (negative MAE and positive % are better):")
@@ -95,7 +96,8 @@ def main() -> None:
             parts = [f"age MAE {m['age']['mae'] - b['age']['mae']:+.2f}"]
             for t in ("gender", "ethnicity"):
                 parts.append(f"{t} {100 * (m[t]['accuracy'] - b[t]['accuracy']):+.1f} pts")
-            parts.append(f"eth balanced {100 * (m['ethnicity']['balanced_accuracy'] - b['ethnicity']['balanced_accuracy']):+.1f} pts")
+            d_bal = m['ethnicity']['balanced_accuracy'] - b['ethnicity']['balanced_accuracy']
+            parts.append(f"eth balanced {100 * d_bal:+.1f} pts")
             for t in TASKS:
                 w, wb = f[t].get("worst_group"), fb[t].get("worst_group")
                 if w and wb:

@@ -78,7 +78,8 @@ def child(args: argparse.Namespace) -> None:
         ok = [r for r in results if not isinstance(r, ItemError)]
         stage = {s: statistics.mean(r.timings_ms.get(s, 0.0) for r in ok) if ok else float("nan") for s in STAGES}
         rows.append({"set": label, "n": len(paths), "wall": wall, "faces": sum(len(r.faces) for r in ok),
-                     "no_face": sum(1 for r in ok if not r.faces), "errors": len(results) - len(ok), "others": others, **stage})
+                     "no_face": sum(1 for r in ok if not r.faces), "errors": len(results) - len(ok), "others": others,
+                     **stage})
         print(f"  done {name} on {label} in {wall:.1f} s", file=sys.stderr, flush=True)
     model = f"{analyzer.info.get('backbone')} @ {analyzer.input_size} px"
     print(RESULT + json.dumps({"rows": rows, "model": model, "flip_tta": getattr(analyzer.options, "flip_tta", None)}),

@@ -142,11 +142,13 @@ def main() -> None:
         return f"{v:.2f}" if k.endswith("mae") else f"{100 * v:.1f}%"
 
     rows = [["parameters", f"{params(configs['multi-task']) / 1e6:.2f} M", f"{params(singles) / 1e6:.2f} M"],
-            ["inference time per face, batch 1", f"{ms[('multi-task', 1)]:.1f} ms", f"{ms[('4 single-task', 1)]:.1f} ms"],
+            ["inference time per face, batch 1", f"{ms[('multi-task', 1)]:.1f} ms",
+             f"{ms[('4 single-task', 1)]:.1f} ms"],
             ["inference time per face, batch 32", f"{ms[('multi-task', 32)]:.2f} ms",
              f"{ms[('4 single-task', 32)]:.2f} ms"],
             ["peak memory (CPU, batch 32)", f"{mem['multi-task']:.0f} MB", f"{mem['4 single-task']:.0f} MB"],
-            ["training time (this CPU)", f"{train_s['multi-task'] / 60:.1f} min", f"{train_s['4 single-task'] / 60:.1f} min"]]
+            ["training time (this CPU)", f"{train_s['multi-task'] / 60:.1f} min",
+             f"{train_s['4 single-task'] / 60:.1f} min"]]
     for k in multi_h:
         rows.append([k.replace("/", " ").replace("mae", "MAE (years)"), fmt(k, multi_h[k]), fmt(k, single_h[k])])
     rows.append(["average performance", f"{100 * avg['multi-task']:.1f}%", f"{100 * avg['4 single-task']:.1f}%"])

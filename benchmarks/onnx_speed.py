@@ -152,7 +152,8 @@ def main() -> None:
     if args.original:
         torch.manual_seed(0)
         orig = create_model(ORIGINAL["backbone"], **{k: v for k, v in ORIGINAL.items() if k != "backbone"}).eval()
-        s_orig, n_orig, label = ORIGINAL["input_size"], count_params(orig), f"original resnet50 @{ORIGINAL['input_size']}"
+        s_orig, n_orig = ORIGINAL["input_size"], count_params(orig)
+        label = f"original resnet50 @{ORIGINAL['input_size']}"
         t0 = time.perf_counter()
         orig_onnx = export_onnx(orig, out_dir / "original_resnet50_224.onnx")
         print(f"original: resnet50 @ {s_orig} px, shared_dim 512, scalar age head, random weights; "

@@ -7,7 +7,8 @@ through ``load_checkpoint``. Printed: parameter counts, per-face inference laten
 batch N (median of the timed runs after warm-up, eval mode, ``torch.inference_mode``, float input
 at each model's own input size), the speed ratio original/default (bare forward passes), the
 default model's cost with flip test-time augmentation as ``FaceAnalyzer`` runs it when
-``AnalyzerOptions.flip_tta`` is on (each face also mirrored), and the on-disk size of the default weights file next to the serialized size of
+``AnalyzerOptions.flip_tta`` is on (each face also mirrored), and the on-disk size of the default weights file
+next to the serialized size of
 the original's weights. The runs alternate between the two models (original, default, original,
 ...) so that CPU frequency drift and background load affect both alike.
 

@@ -182,7 +182,9 @@ def run_crops(analyzers: dict[str, FaceAnalyzer], paths: list[str], perts: list[
 
 def crop_paths(args: argparse.Namespace) -> tuple[list[str], str]:
     rng = random.Random(args.seed)
-    pick = lambda xs: sorted(rng.sample(sorted(xs), min(args.n_crops, len(xs))))
+    def pick(xs):
+        return sorted(rng.sample(sorted(xs), min(args.n_crops, len(xs))))
+
     if args.split_csv:
         by_src: dict[str, list[str]] = {}
         with open(args.split_csv, newline="") as f:

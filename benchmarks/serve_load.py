@@ -170,7 +170,8 @@ async def _slow_client(port: int, dribble: bool, stop: asyncio.Event, counts: co
 
 def _flood_requests() -> list[bytes]:
     junk = os.urandom(64 * 1024)
-    head = "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+    head = ("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {n}\r\n"
+            "Connection: close\r\n\r\n")
     boundary = "flood"
     bad_multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n"
                      "Content-Type: image/jpeg\r\n\r\n").encode() + junk[:1000]  # no closing boundary

@@ -3,7 +3,8 @@
 No video data ships with the repository, so the clips are synthesised (seeded): ``--faces`` UTKFace face crops
 (real photos, ``<data>/utkface``) pasted on a textured background, each moving smoothly on its own path, while a
 dark vertical bar wider than a face sweeps across the frame once (in the first 40 % of the clip) and hides every
-face in turn for a few frames (a brief occlusion: about half a second more than half hidden). Clips are written as H.264 at ``--fps`` (30) and are not timed.
+face in turn for a few frames (a brief occlusion: about half a second more than half hidden). Clips are written
+as H.264 at ``--fps`` (30) and are not timed.
 
 Each clip then goes through ``facemtl.video.analyze_video`` with the default model (or ``--model``) on
 ``--threads`` (2) CPU threads, all four attributes, the per-frame CSV and the annotated H.264 video written,
@@ -76,7 +77,8 @@ def make_clip(path: Path, size: tuple[int, int], n_faces: int, frames: int, fps:
     periods = rng.uniform(90, 180, (n_faces, 2))
     phases = rng.uniform(0, 2 * np.pi, (n_faces, 2))
     bar_w = int(side * 1.35)
-    sweep = int(frames * 0.4)  # the bar crosses once, during the first 40 % of the clip (4 s of a 300-frame clip at 30 fps)
+    # the bar crosses once, during the first 40 % of the clip (4 s of a 300-frame clip at 30 fps)
+    sweep = int(frames * 0.4)
     truth = []
     container = av.open(str(path), "w")
     stream = container.add_stream("libx264", rate=Fraction(fps))

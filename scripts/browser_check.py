@@ -218,7 +218,8 @@ def grid_faces(n: int, seed: int = 0) -> tuple[bytes, list[Any]]:
         d.ellipse([x1 + .2 * side, y1 + .08 * side, x2 - .2 * side, y2 - .05 * side],
                   fill=(tone, int(tone * .8), int(tone * .65)))
         for ex in (.38, .62):
-            d.ellipse([x1 + (ex - .05) * side, y1 + .38 * side, x1 + (ex + .05) * side, y1 + .46 * side], fill=(20,) * 3)
+            d.ellipse([x1 + (ex - .05) * side, y1 + .38 * side, x1 + (ex + .05) * side, y1 + .46 * side],
+                      fill=(20,) * 3)
         d.rectangle([x1 + .4 * side, y1 + .72 * side, x1 + .6 * side, y1 + .76 * side], fill=(150, 40, 40))
         dets.append(Detection(Box(x1, y1, x2, y2), round(0.99 - 0.3 * i / max(1, n), 3), None))
     buf = io.BytesIO()

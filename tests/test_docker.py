@@ -25,7 +25,8 @@ def instructions() -> list[tuple[str, str]]:
 
 def context_files() -> list[Path]:
     """The files `docker build .` sends, by the .dockerignore rules (last matching rule wins; ! re-includes)."""
-    rules = [r.strip() for r in (ROOT / ".dockerignore").read_text().splitlines() if r.strip() and not r.startswith("#")]
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    rules = [r.strip() for r in lines if r.strip() and not r.startswith("#")]
     kept = []
     for path in ROOT.rglob("*"):
         if not path.is_file() or ".git" in path.parts:

@@ -67,7 +67,8 @@ def tiny_report(tmp_path_factory):
                                                                                       ("happy", "sad"))):
         for j, emo in enumerate(emotions):
             (fer / split / emo).mkdir(parents=True)
-            Image.fromarray(draw_face(48, seed=100 + j + (10 if split == "test" else 0))[:, :, 1], "L").save(fer / split / emo / f"{prefix}_{j}.jpg")
+            gray = draw_face(48, seed=100 + j + (10 if split == "test" else 0))[:, :, 1]
+            Image.fromarray(gray, "L").save(fer / split / emo / f"{prefix}_{j}.jpg")
     import torch
 
     torch.manual_seed(0)

@@ -24,12 +24,12 @@ pytest.importorskip("httpx")
 pytest.importorskip("multipart")
 uvicorn = pytest.importorskip("uvicorn")
 
-import httpx
-from conftest import FAKE_DETECTIONS, GatedDetector
-from fastapi.testclient import TestClient
+import httpx  # noqa: E402 (after the importorskip calls)
+from conftest import FAKE_DETECTIONS, GatedDetector  # noqa: E402 (after the importorskip calls)
+from fastapi.testclient import TestClient  # noqa: E402 (after the importorskip calls)
 
-from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer
-from facemtl.serve.app import PAGE_CSP, create_app
+from facemtl.analyzer import AnalyzerOptions, FaceAnalyzer  # noqa: E402 (after the importorskip calls)
+from facemtl.serve.app import PAGE_CSP, create_app  # noqa: E402 (after the importorskip calls)
 
 
 def _jpeg(arr: np.ndarray) -> bytes:
@@ -269,7 +269,7 @@ def test_client_mistakes_are_4xx_naming_them(analyzer, jpeg):
     huge_int = b'{"image_base64": "", "face": ' + b"9" * 5000 + b"}"
     json_type = {"content-type": "application/json"}
     check(client.post("/explain", content=huge_int, headers=json_type), 400, "not valid JSON")
-    inf = ('{"image_base64": "%s", "face": 1e400}' % b64).encode()
+    inf = ('{"image_base64": "' + b64 + '", "face": 1e400}').encode()
     check(client.post("/explain", content=inf, headers={"content-type": "application/json"}), 422, "face")
     for face in (-1, 1.5, True, "1e400", [0]):
         check(client.post("/explain", json={"image_base64": b64, "face": face}), 422, "face")

@@ -3,6 +3,7 @@ the ``facemtl train`` flags load without it). The augmentation itself is :mod:`f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 __all__ = ["AugmentConfig"]
 
@@ -49,6 +50,6 @@ class AugmentConfig:
         """Every step off (identity), except those given; the strengths of the probabilistic steps (blur sigma,
         JPEG quality...) keep their defaults."""
         always = ("rotation_deg", "shift", "zoom", "hflip", "brightness", "contrast", "gamma", "saturation")
-        zero = {f: (False if isinstance(v, bool) else type(v)(0)) for f, v in asdict(cls()).items()
-                if f.endswith("_p") or f in always}
+        zero: dict[str, Any] = {f: (False if isinstance(v, bool) else type(v)(0)) for f, v in asdict(cls()).items()
+                                if f.endswith("_p") or f in always}
         return cls(**{**zero, **on})

@@ -68,6 +68,12 @@ class Record:
     meta: dict[str, str] = field(default_factory=dict)
 
     @property
+    def file_name(self) -> str:
+        """The image's own file name (a zip member's or a file's, without folders); the key for in-memory rows."""
+        where = self.member or self.path
+        return Path(where).name if where else self.key
+
+    @property
     def key(self) -> str:
         if self.member is not None:
             return f"{self.path}!{self.member}"

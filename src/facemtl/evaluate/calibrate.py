@@ -43,7 +43,7 @@ def fit_calibration(cfg: EvaluateConfig, min_group: int = 100,
                                 "--detector (evaluate measures both paths)")
     model, file = load_model(cfg.model, device=cfg.device, threads=cfg.threads)
     records, _, _ = held_out_records(cfg, model.metadata)
-    half = [r for r in records if calibration_half(Path(r.member or r.path).name)]
+    half = [r for r in records if calibration_half(r.file_name)]
     kept, raw, _ = _crop_path(cfg, model, model.metadata, half, progress)
     ok = [half[i] for i in kept]
     targets = target_arrays(ok, [t.name for t in model.tasks])

@@ -9,7 +9,6 @@ classification head before (plain softmax) and after temperature scaling, per so
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,10 +32,6 @@ def age_targets(level: float) -> tuple[tuple[float, float], float] | None:
         if abs(float(level) - lvl) < 1e-9:
             return t
     return None
-
-
-def _name(record: Any) -> str:
-    return Path(record.member or record.path).name
 
 
 def _boot_ci(hits: np.ndarray, n_boot: int, seed: int = 0) -> list[float] | None:
@@ -68,7 +63,7 @@ def calibration_report(records: Sequence[Any], targets: Mapping[str, np.ndarray]
             the photo path reports calibrated probabilities only).
         intervals: (low, high) (N,) age intervals at ``level``, or None.
     """
-    evaluation = np.array([not calibration_half(_name(r)) for r in records], dtype=bool)
+    evaluation = np.array([not calibration_half(r.file_name) for r in records], dtype=bool)
     sources = sorted({r.source for r in records})
     out: dict[str, Any] = {"level": level, "measured_on": "the evaluation half of the held-out images (not used "
                            "to fit the calibration)", "n": int(evaluation.sum()),

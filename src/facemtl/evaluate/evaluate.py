@@ -181,6 +181,7 @@ def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], record
     from ..detect import create_detector
     from ..preprocess import crop_settings
 
+    assert cfg.detector, "the photo path needs a detector name"
     geometry, framing = crop_settings(meta["preprocess"])
     analyzer = FaceAnalyzer(model, create_detector(cfg.detector), int(meta["preprocess"]["input_size"]), geometry,
                             options=AnalyzerOptions(largest_only=True, batch_size=cfg.batch_size,

@@ -28,12 +28,15 @@ class FaceModel(Protocol):
         preprocess: the preprocessing record the weights were trained with (``input_size``, ``crop``,
             ``framing``; see :func:`facemtl.preprocess.crop_settings`).
         backend: "onnxruntime" or "pytorch".
+        metadata: everything the file says about itself (tasks, preprocess, model_config, calibration,
+            train_config...), JSON-like.
     """
 
     tasks: tuple[TaskSpec, ...]
     input_size: int
     preprocess: dict[str, Any]
     backend: str
+    metadata: dict[str, Any]
 
     def predict(self, x: np.ndarray, flip_tta: bool = False) -> dict[str, np.ndarray]:
         """float32 (B, 3, S, S) RGB in [0, 1] -> {task: float32 (B, W)}; ``flip_tta`` averages each face with its

@@ -85,7 +85,7 @@ def create_model(
         object.__setattr__(config, "input_size", bb.input_size)
     model = MultiTaskNet(bb, specs, shared_dim=config.shared_dim, regression_head=config.regression_head,
                          attention=config.attention)
-    model.config = config  # type: ignore[assignment]
+    model.config = config
     return model
 
 
@@ -109,7 +109,7 @@ def save_checkpoint(
     from ..preprocess import DEFAULT_FRAMING
 
     framing = framing or DEFAULT_FRAMING
-    config: ModelConfig = model.config  # type: ignore[assignment]
+    config: ModelConfig = model.config
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
              for k, v in model.state_dict().items()}
     ckpt = {
