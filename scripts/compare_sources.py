@@ -8,17 +8,36 @@ from __future__ import annotations
 import json
 import sys
 
-COLS = [("n", None), ("age MAE", ("age", "mae", 1, ".2f")), ("age MAE 0-19/20-39/40-59/60+", "bands"),
-        ("age in bin", ("age", "interval.in_bin", 100, ".1f")),
-        ("gender", ("gender", "accuracy", 100, ".1f")), ("emotion", ("emotion", "accuracy", 100, ".1f")),
-        ("emotion (FER+ labels)", ("emotion", "ferplus.accuracy", 100, ".1f")),
-        ("ethnicity", ("ethnicity", "accuracy", 100, ".1f")),
-        ("ethnicity balanced", ("ethnicity", "balanced_accuracy", 100, ".1f"))]
+from facemtl.report._format import SHARE_METRICS
+from facemtl.tasks import get_task, list_tasks
+
+# How a figure of a task's ``per_source`` is headed ("age MAE", "emotion (FER+ labels)", "ethnicity balanced").
+HEADS = {"mae": "MAE", "accuracy": "", "interval.in_bin": "in bin", "ferplus.accuracy": "(FER+ labels)",
+         "balanced_accuracy": "balanced"}
+
+
+def columns() -> list[tuple[str, object]]:
+    """(heading, what) per column: the ``per_source`` figures of every registered task, each regression task's
+    MAE per band after its headline (``age MAE 0-19/20-39/40-59/60+``)."""
+    cols: list[tuple[str, object]] = [("n", None)]
+    for name in list_tasks():
+        spec = get_task(name)
+        for key in spec.per_source:
+            share = key.rsplit(".", 1)[-1] in SHARE_METRICS | {"in_bin"}
+            cols.append((f"{name} {HEADS.get(key, key)}".strip(), (name, key, 100 if share else 1,
+                                                                   ".1f" if share else ".2f")))
+            if key == spec.headline and spec.slice_grouping:
+                bands = "/".join(g for g, _ in spec.grouping(spec.slice_grouping))
+                cols.append((f"{name} MAE {bands}", ("bands", name)))
+    return cols
+
+
+COLS = columns()
 
 
 def cell(m: dict, spec) -> str:
-    if spec == "bands":
-        a = m.get("age", {})
+    if spec[0] == "bands":
+        a = m.get(spec[1], {})
         if not a.get("n"):
             return ""
         return " / ".join("" if v.get("mae") is None else f"{v['mae']:.1f}" for v in a.get("mae_by_band", {}).values())

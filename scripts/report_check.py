@@ -26,8 +26,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_check import BLANK_STD, chromium, headless, png_std, print_checks
 
+from facemtl.tasks import get_task, list_tasks
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SECTIONS = ("data", "metrics", "confusion", "age", "calibration", "fairness", "gallery")
+# the report's sections: a section of plots per regression task (age) after the confusion matrices
+SECTIONS = ("data", "metrics", "confusion", *[n for n in list_tasks() if get_task(n).kind == "regression"],
+            "calibration", "fairness", "gallery")
 WIDTH = 1400
 
 # Runs after the load event, when every data-URI thumbnail has been decoded (or failed); the results go into

@@ -14,25 +14,16 @@ CROWD = 6  # more faces than this: one short caption line each (the full answers
 
 
 def face_caption(face, short: bool = False) -> list[str]:
-    """The caption lines of one face: age and the top class of every other task with its probability; ``short``:
-    one line, age, gender initial and emotion (for crowded images)."""
+    """The caption lines of one face: one line per registered task it answers, in registry order, as the task's
+    spec captions it (age "age 34", the top class of every other task with its probability); ``short``: one line
+    of the short captions (age, gender initial and emotion, for crowded images)."""
+    from .tasks import get_task, list_tasks
+
+    parts = [get_task(name).caption_text(face[name], short) for name in list_tasks() if name in face]
+    parts = [p for p in parts if p]
     if short:
-        parts = []
-        if "age" in face:
-            parts.append(f"{face['age'].value:.0f}")
-        if "gender" in face:
-            parts.append(face["gender"].label[:1].upper())
-        if "emotion" in face:
-            parts.append(face["emotion"].label)
         return [" ".join(parts)] if parts else []
-    lines = []
-    if "age" in face:
-        lines.append(f"age {face['age'].value:.0f}")
-    for task in ("gender", "emotion", "ethnicity"):
-        if task in face:
-            p = face[task]
-            lines.append(f"{p.label} {p.value:.0%}")
-    return lines
+    return parts
 
 
 def _free_y(placed: Sequence[tuple[float, float, float, float]], x: float, y: float, w: float, h: float,

@@ -1,7 +1,8 @@
 """Flatten results into table rows (one per face; one per image without faces; one per failed file).
 
-The one definition of the table: the columns and their types derive from the task registry, and every table
-facemtl writes is built from :func:`csv_rows`: the ``facemtl batch`` CSV and Parquet files, the per-frame video
+The one definition of the table: the columns and their types derive from the task registry, each image's rows
+are built by the result itself (:meth:`facemtl.results.ImageResult.to_rows`), and every table facemtl writes is
+built from :func:`csv_rows`: the ``facemtl batch`` CSV and Parquet files, the per-frame video
 CSV and :func:`to_dataframe`. An empty CSV field is a missing value (null in Parquet, NA in pandas).
 """
 from __future__ import annotations
@@ -42,54 +43,42 @@ def safe_name(name: Any) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def _task_columns(spec: Any) -> dict[str, str]:
+    """The columns one task adds to the table, with their types: a regression task its value, the group of its
+    label grouping (``age_group``) and its interval (``age_low``, ``age_high``); a classification task its label,
+    the label's probability and one probability per class (``emotion.happy``)."""
+    name = spec.name
+    if spec.kind == "regression":
+        cols = {name: "float"}
+        if spec.label_grouping:
+            cols[f"{name}_group"] = "str"
+        if spec.interval:
+            cols.update({f"{name}_low": "float", f"{name}_high": "float"})
+        return cols
+    return {name: "str", f"{name}_prob": "float", **{f"{name}.{lab}": "float" for lab in spec.labels}}
+
+
 def csv_columns() -> list[str]:
-    cols = ["file", "face", "n_faces", "x1", "y1", "x2", "y2", "det_score"]
-    for name in list_tasks():
-        spec = get_task(name)
-        if spec.kind == "regression":
-            cols += [name, f"{name}_group", f"{name}_low", f"{name}_high"]
-        else:
-            cols += [name, f"{name}_prob"] + [f"{name}.{lab}" for lab in spec.labels]
-    return cols + ["quality", "quality_reasons", "error"]
+    """The table's columns, in order: the face, then each registered task's (:func:`_task_columns`), then the
+    quality flag and the error."""
+    return list(column_types())
 
 
 def column_types() -> dict[str, str]:
     """Each of :func:`csv_columns` -> ``"int"``, ``"float"`` or ``"str"`` (the type of its non-empty values)."""
     types = {"file": "str", "face": "int", "n_faces": "int", "x1": "float", "y1": "float", "x2": "float",
-             "y2": "float", "det_score": "float", "quality": "str", "quality_reasons": "str", "error": "str"}
+             "y2": "float", "det_score": "float"}
     for name in list_tasks():
-        spec = get_task(name)
-        if spec.kind == "regression":
-            types.update({name: "float", f"{name}_group": "str", f"{name}_low": "float", f"{name}_high": "float"})
-        else:
-            types.update({name: "str", f"{name}_prob": "float"})
-            types.update({f"{name}.{lab}": "float" for lab in spec.labels})
-    return {c: types[c] for c in csv_columns()}
+        types.update(_task_columns(get_task(name)))
+    return {**types, "quality": "str", "quality_reasons": "str", "error": "str"}
 
 
 def csv_rows(res: Any) -> list[dict[str, Any]]:
-    """Flatten one ImageResult (or ItemError) into CSV rows, from the same fields as to_dict()."""
+    """The table rows of one ImageResult (:meth:`facemtl.results.ImageResult.to_rows`), or of an ItemError: one
+    row with only ``file`` and ``error``."""
     if not hasattr(res, "faces"):
         return [{"file": safe_name(res.source), "face": "", "n_faces": "", "error": safe_name(res.error)}]
-    if not res.faces:
-        return [{"file": safe_name(res.source), "face": "", "n_faces": 0, "error": ""}]
-    rows = []
-    for i, face in enumerate(res.faces):
-        row: dict[str, Any] = {"file": safe_name(res.source), "face": i, "n_faces": len(res.faces), "error": "",
-                               "det_score": round(face.score, 4), "quality": face.quality,
-                               "quality_reasons": "; ".join(face.quality_reasons)}
-        row.update(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in face.box.xyxy)))
-        for name, pred in face.attributes.items():
-            if get_task(name).kind == "regression":
-                row[name], row[f"{name}_group"] = round(pred.value, 2), pred.label
-                if pred.low is not None and pred.high is not None:
-                    row[f"{name}_low"], row[f"{name}_high"] = round(pred.low, 2), round(pred.high, 2)
-            else:
-                row[name], row[f"{name}_prob"] = pred.label, round(pred.value, 4)
-                for lab, p in (pred.probs or {}).items():
-                    row[f"{name}.{lab}"] = round(p, 4)
-        rows.append(row)
-    return rows
+    return res.to_rows()
 
 
 CSV_LINE_END = "\r\n"  # the csv module's default line terminator, which batch CSVs have always had

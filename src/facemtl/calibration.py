@@ -24,14 +24,30 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError
-from .tasks import AGE_GROUP_NAMES, age_group, softmax
+from .groups import Bucketing, bucket
+from .tasks import AGE_GROUPS, interval_task, softmax
 
 __all__ = ["Calibration", "AgeIntervals", "DEFAULT_LEVEL", "check_level", "fit_temperature", "fit_age_intervals",
            "calibration_half", "CALIBRATION_VERSION"]
 
 CALIBRATION_VERSION = 1
 DEFAULT_LEVEL = 0.9
-GROUP_NAMES = AGE_GROUP_NAMES
+
+
+def _groups() -> Bucketing:
+    """The Mondrian groups of the intervals: the label grouping of the registry's interval task (the 9 age
+    groups)."""
+    spec = interval_task()
+    return spec.grouping(spec.label_grouping) if spec is not None and spec.label_grouping else AGE_GROUPS
+
+
+def _intervals_key() -> str:
+    """Where a stored calibration keeps the intervals: under the interval task's name (age)."""
+    spec = interval_task()
+    return spec.name if spec is not None else "intervals"
+
+
+GROUP_NAMES: tuple[str, ...] = tuple(g for g, _ in _groups())
 
 
 def check_level(level: Any) -> float:
@@ -124,14 +140,14 @@ class AgeIntervals:
 
     def interval(self, predicted: float, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
         """(low, high) years around a predicted age, clipped to the value range."""
-        q = self.half_width(age_group(predicted), level)
+        q = self.half_width(GROUP_NAMES[int(bucket([predicted], _groups())[0])], level)
         lo, hi = self.value_range
         return max(lo, predicted - q), min(hi, predicted + q)
 
     def intervals(self, predicted: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised :meth:`interval`: (low, high) arrays."""
         q = np.array([self.half_width(g, level) for g in GROUP_NAMES])
-        idx = np.array([GROUP_NAMES.index(age_group(float(v))) for v in predicted], dtype=int)
+        idx = bucket(predicted, _groups())
         lo, hi = self.value_range
         half = q[idx] if len(idx) else np.zeros(0)
         return np.maximum(lo, predicted - half), np.minimum(hi, predicted + half)
@@ -162,7 +178,7 @@ def fit_age_intervals(true_age: np.ndarray, predicted: np.ndarray, min_group: in
         raise InvalidInputError(f"cannot fit age intervals: {len(true_age)} faces with a known age in the "
                                 f"calibration set, at least {min_group} are needed (give --utkface or a manifest "
                                 "with ages)")
-    groups = np.array([GROUP_NAMES.index(age_group(float(v))) for v in predicted])
+    groups = bucket(predicted, _groups())
     err = np.abs(true_age - predicted)
     own = {g: np.sort(err[groups == i]) for i, g in enumerate(GROUP_NAMES)}
     scores: dict[str, tuple[float, ...]] = {}
@@ -186,7 +202,8 @@ class Calibration:
 
     Attributes:
         temperatures: {task: T} (1.0 = unchanged); a head without an entry is left as it is.
-        age: the conformal age intervals, or None.
+        age: the conformal intervals of the interval task (:func:`facemtl.tasks.interval_task`: age), or None;
+            stored under that task's name.
         fitted_on: what they were fitted on (sources, counts, path, TTA), for the record.
     """
 
@@ -198,9 +215,13 @@ class Calibration:
         """Calibrated softmax of one classification head's (B, K) logits."""
         return softmax(np.asarray(logits, np.float32) / np.float32(self.temperatures.get(task, 1.0)))
 
+    def intervals_for(self, task: str) -> AgeIntervals | None:
+        """The conformal intervals of ``task``'s predictions: :attr:`age` for the interval task, else None."""
+        return self.age if task == _intervals_key() else None
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": CALIBRATION_VERSION, "temperatures": dict(self.temperatures),
-                "age": self.age.to_dict() if self.age else None, "fitted_on": dict(self.fitted_on)}
+                _intervals_key(): self.age.to_dict() if self.age else None, "fitted_on": dict(self.fitted_on)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Calibration | None:
@@ -210,8 +231,9 @@ class Calibration:
         if int(d.get("version", 1)) > CALIBRATION_VERSION:
             raise InvalidInputError(f"this model's calibration has version {d['version']}; this facemtl reads up "
                                     f"to {CALIBRATION_VERSION}: upgrade facemtl")
+        key = _intervals_key()
         return cls({k: float(v) for k, v in (d.get("temperatures") or {}).items()},
-                   AgeIntervals.from_dict(d["age"]) if d.get("age") else None, dict(d.get("fitted_on") or {}))
+                   AgeIntervals.from_dict(d[key]) if d.get(key) else None, dict(d.get("fitted_on") or {}))
 
 
 def coverage(true_age: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:

@@ -28,7 +28,8 @@ class QualityRules:
         min_sharpness: variance of the Laplacian of the model's grayscale crop (0-255 scale) below this is blurred.
         max_yaw: ``|nose - eye midpoint| / eye distance`` (from the 5 landmarks) above this is turned away.
         min_score: a detection score below this is a doubtful face (detectors without scores give 1.0).
-        min_top_prob: {task: p}: the top class probability below ``p`` is an uncertain answer.
+        min_top_prob: {task: p}: the top class probability below ``p`` is an uncertain answer (default: each
+            registered task's ``min_top_prob``: gender 0.6).
     """
 
     min_face_px: float = 32.0
@@ -39,7 +40,10 @@ class QualityRules:
 
     def __post_init__(self) -> None:
         if self.min_top_prob is None:
-            object.__setattr__(self, "min_top_prob", {"gender": 0.6})
+            from .tasks import get_task, list_tasks
+
+            object.__setattr__(self, "min_top_prob", {n: get_task(n).min_top_prob for n in list_tasks()
+                                                      if get_task(n).min_top_prob > 0})
 
 
 DEFAULT_RULES = QualityRules()

@@ -146,6 +146,36 @@ class ImageResult:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def to_rows(self) -> list[dict[str, Any]]:
+        """This image's rows of the batch table (``facemtl batch`` CSV/Parquet, the video CSV,
+        :func:`facemtl.to_dataframe`), from the same fields as :meth:`to_dict`: one per face, or one with
+        ``n_faces`` 0 when there is none. Each task adds the columns of its kind (:func:`facemtl._rows.csv_columns`):
+        a regression task its value, group and interval (``age``, ``age_group``, ``age_low``, ``age_high``), a
+        classification task its label, probability and class probabilities (``emotion``, ``emotion_prob``,
+        ``emotion.happy``...)."""
+        from ._rows import safe_name
+        from .tasks import get_task
+
+        if not self.faces:
+            return [{"file": safe_name(self.source), "face": "", "n_faces": 0, "error": ""}]
+        rows = []
+        for i, face in enumerate(self.faces):
+            row: dict[str, Any] = {"file": safe_name(self.source), "face": i, "n_faces": len(self.faces), "error": "",
+                                   "det_score": round(face.score, 4), "quality": face.quality,
+                                   "quality_reasons": "; ".join(face.quality_reasons)}
+            row.update(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in face.box.xyxy)))
+            for name, pred in face.attributes.items():
+                if get_task(name).kind == "regression":
+                    row[name], row[f"{name}_group"] = round(pred.value, 2), pred.label
+                    if pred.low is not None and pred.high is not None:
+                        row[f"{name}_low"], row[f"{name}_high"] = round(pred.low, 2), round(pred.high, 2)
+                else:
+                    row[name], row[f"{name}_prob"] = pred.label, round(pred.value, 4)
+                    for lab, p in (pred.probs or {}).items():
+                        row[f"{name}.{lab}"] = round(p, 4)
+            rows.append(row)
+        return rows
+
     def _pixels(self, image: Any = None, channels: str = "rgb") -> np.ndarray:
         """The RGB uint8 image the boxes belong to: ``image`` when given (anything ``analyze`` takes: a path,
         bytes, a PIL image or an array, BGR with ``channels="bgr"``), else the image kept by

@@ -1,25 +1,34 @@
-"""Task registry: THE single source of truth for labels, head widths, losses and decoding.
+"""Task registry: THE single source of truth for labels, head widths, losses, decoding, metrics and presentation.
 
-Every task-specific fact (label order, value range, age groups, loss weight, metric names,
-whether the attribute is a fairness slice) lives in one :class:`TaskSpec`. Heads, losses,
-decoding, metrics, JSON keys, CLI choices and ONNX output names all derive from it.
+Every task-specific fact (label order, value range, age groups and bands, loss weight, the metrics of its report
+and its headline metric with its direction, how a prediction is captioned, whether the attribute is a fairness
+slice, whether it carries an interval) lives in one :class:`TaskSpec`. Heads, losses, decoding, metrics, model
+selection, fairness slices, balancing, the split's strata, JSON keys, CSV columns, captions, the web page, reports,
+CLI choices and ONNX output names all derive from it: a new task is one :func:`register_task`.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from .errors import ConfigError, unknown_name
+from .groups import Bucketing, bucket, bucket_name
 
 __all__ = [
     "TaskSpec",
     "register_task",
+    "unregister_task",
+    "registered",
     "get_task",
     "list_tasks",
+    "interval_task",
     "resolve_tasks",
+    "default_metrics",
+    "LOWER_IS_BETTER",
     "AGE_GROUPS",
     "AGE_GROUP_NAMES",
     "age_group",
@@ -32,60 +41,45 @@ __all__ = [
 ]
 
 # Age groups of MISSION.md: (label, lower bound inclusive). The last is open-ended.
-AGE_GROUPS: tuple[tuple[str, float], ...] = (
+AGE_GROUPS: Bucketing = (
     ("0-2", 0), ("3-9", 3), ("10-19", 10), ("20-29", 20), ("30-39", 30),
     ("40-49", 40), ("50-59", 50), ("60-69", 60), ("70+", 70),
 )
 # Coarser bands used by MISSION.md's "MAE by age" figures and the fairness tables.
-AGE_BANDS: tuple[tuple[str, float], ...] = (("0-19", 0), ("20-39", 20), ("40-59", 40), ("60+", 60))
-
-
-def _whole_years(years: float) -> float:
-    if years != years:  # NaN
-        raise ValueError("age is NaN: it has no age group")
-    return float(int(years)) if years >= 0 else 0.0
-
-
-def _bucket(value: float, table: tuple[tuple[str, float], ...]) -> str:
-    label = table[0][0]
-    for name, lo in table:
-        if value >= lo:
-            label = name
-    return label
+AGE_BANDS: Bucketing = (("0-19", 0), ("20-39", 20), ("40-59", 40), ("60+", 60))
+AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _ in AGE_GROUPS)
 
 
 def age_group(years: float) -> str:
     """Map an age in years to one of the 9 MISSION.md groups (0-2 ... 70+)."""
     # Groups are defined on whole years: 2.6 years is still in "0-2".
-    return _bucket(_whole_years(years), AGE_GROUPS)
+    return bucket_name(years, AGE_GROUPS, "age", "age group")
 
 
-AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _ in AGE_GROUPS)
-
-
-def group_probabilities(bin_probs: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """(N, num_bins) age-bin probabilities -> (N, 9) probabilities of the :data:`AGE_GROUPS` (whole years)."""
+def group_probabilities(bin_probs: np.ndarray, centers: np.ndarray, table: Bucketing = AGE_GROUPS) -> np.ndarray:
+    """(N, num_bins) bin probabilities -> (N, len(table)) probabilities of the groups of ``table`` (default the
+    :data:`AGE_GROUPS`), each bin counted in the group of its centre (:func:`facemtl.groups.bucket`)."""
     bin_probs = np.atleast_2d(np.asarray(bin_probs, dtype=np.float64))
-    edges = [lo for _, lo in AGE_GROUPS[1:]]
-    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), np.floor(centers), side="right")
-    out = np.zeros((bin_probs.shape[0], len(AGE_GROUPS)))
+    idx = bucket(centers, table)
+    out = np.zeros((bin_probs.shape[0], len(table)))
     np.add.at(out.T, idx, bin_probs.T)
     return out
 
 
-def most_probable_group(group_probs: Any) -> str:
-    """THE age-group rule, used by every output (label, CSV ``age_group``, page, video, evaluate's age-group
+def most_probable_group(group_probs: Any, names: Sequence[str] = AGE_GROUP_NAMES) -> str:
+    """THE group-label rule, used by every output (label, CSV ``age_group``, page, video, evaluate's age-group
     accuracy): the group the model puts the most probability on. (The age in years is the expected value of the
     distribution: for a skewed distribution it can sit in a neighbouring group.) A {group: p} dict or an array in
-    :data:`AGE_GROUPS` order; ties go to the younger group."""
+    ``names`` order (default the :data:`AGE_GROUPS`); ties go to the younger group."""
+    names = tuple(names)
     if isinstance(group_probs, dict):
-        return max(AGE_GROUP_NAMES, key=lambda g: (group_probs.get(g, 0.0), -AGE_GROUP_NAMES.index(g)))
-    return AGE_GROUP_NAMES[int(np.argmax(np.asarray(group_probs)))]
+        return max(names, key=lambda g: (group_probs.get(g, 0.0), -names.index(g)))
+    return names[int(np.argmax(np.asarray(group_probs)))]
 
 
 def age_band(years: float) -> str:
     """Map an age in years to one of the coarse bands (0-19, 20-39, 40-59, 60+)."""
-    return _bucket(_whole_years(years), AGE_BANDS)
+    return bucket_name(years, AGE_BANDS, "age", "age group")
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -101,6 +95,26 @@ def in_interval(years: Any, lo: Any, hi: Any) -> Any:
     return (whole >= lo) & (whole < hi)
 
 
+# Metrics whose smaller values are better (the direction of a headline metric that does not say).
+LOWER_IS_BETTER: frozenset[str] = frozenset({"mae", "rmse", "nll", "ece"})
+_REGRESSION_METRICS = ("mae", "rmse", "r2", "cs5")
+_CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+_BINARY_METRICS = ("precision", "recall", "f1")
+_PROBABILITY_METRICS = ("ece", "nll")
+# The fields that shape a head and its decoding: a stored spec keeps them, whatever the registry says.
+_STRUCTURE = ("name", "kind", "labels", "value_range", "num_bins", "loss_weight", "display", "head_hidden",
+              "head_dropout", "head_batchnorm")
+
+
+def default_metrics(kind: str, n_labels: int = 0) -> tuple[str, ...]:
+    """The metrics a task of this kind reports when its spec names none: regression MAE, RMSE, R², CS@5;
+    classification accuracy, balanced accuracy, macro-F1 (binary: precision, recall, F1 of ``labels[1]``), ECE and
+    NLL (with probabilities)."""
+    if kind == "regression":
+        return _REGRESSION_METRICS
+    return _CLASSIFICATION_METRICS + (_BINARY_METRICS if n_labels == 2 else ()) + _PROBABILITY_METRICS
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything task-specific, in one place.
@@ -112,12 +126,41 @@ class TaskSpec:
         value_range: regression clamp range in the task's unit (age: years).
         num_bins: regression only: width of the distribution head (one bin per unit over value_range).
         loss_weight: default static weight in the multi-task loss (original design's values).
-        metrics: names of the headline metrics (see ``facemtl.evaluate.metrics``).
-        sensitive: usable as a slice in fairness reports.
+        metrics: the scalar metrics of the task's evaluation report, by their names in the metric registry
+            (``facemtl.evaluate.metrics``), in report order; probability metrics (``ece``, ``nll``) are computed when
+            probabilities are given. Default: :func:`default_metrics` of the kind.
+        sensitive: a fairness slice: the audit's tables and training's balancing group samples by it (a
+            classification task by its labels, a regression task by its ``slice_grouping``).
         display: human-readable labels, in ``labels`` order (for plots and reports).
         head_hidden: widths of the head's hidden layers (original design: 256, 128; gender 128, 64).
         head_dropout: dropout after the first hidden layer.
         head_batchnorm: batch norm after the first hidden layer.
+        headline: the one metric that stands for the task: model selection, the validation figures, the fairness
+            tables and the summaries (default: ``mae`` for regression, ``accuracy`` for classification). The
+            fairness tables need a mean of per-sample scores: ``mae`` or ``accuracy``.
+        higher_is_better: the headline's direction (default: False for :data:`LOWER_IS_BETTER` metrics).
+        selection_scale: a lower-is-better headline ``v`` counts ``max(0, 1 - v / selection_scale)`` in the
+            model-selection score (default: a tenth of ``value_range``'s span; age: 10 years).
+        summary: the figures of the task's row in the model card's table (default: the headline).
+        per_source: the figures of the task in the one-line-per-source tables, as paths into its metrics
+            (``interval.in_bin``, ``ferplus.accuracy``; default: the headline).
+        groupings: regression: named bucketings of the value, ``(name, ((group, lower bound), ...))``.
+        label_grouping: regression: the grouping whose group is ``Prediction.label`` (age: ``age_group``); it also
+            gives the group probabilities, the CSV ``<name>_group`` column, the group accuracy and the
+            calibration's Mondrian groups.
+        slice_grouping: regression: the grouping that is the fairness slice of a sensitive task (age: ``age_band``);
+            also the bands of ``mae_by_band``.
+        slice_order: where this task's slice comes among the group keys (ties: registry order).
+        interval: regression: predictions carry a conformal interval (``low``/``high``, CSV ``<name>_low`` and
+            ``<name>_high``) when the model's calibration holds one; one registered task at most.
+        unit: regression: the value's unit, in words (``years``) and ``unit_short`` (``y``).
+        unit_short: see ``unit``.
+        caption: how a prediction is captioned on drawn images and video frames, a ``str.format`` template over
+            ``name``, ``value``, ``label``, ``initial`` (the label's first letter, upper case) and ``unit``
+            (default: ``"{name} {value:.0f}"`` for regression, ``"{label} {value:.0%}"`` for classification).
+        caption_short: the same in the one-line captions of crowded images; ``""``: left out (default:
+            ``"{value:.0f}"`` for regression, ``"{label}"`` for classification).
+        min_top_prob: quality: a top-class probability below this flags the face "uncertain <name>" (0: never).
     """
 
     name: str
@@ -132,6 +175,53 @@ class TaskSpec:
     head_hidden: tuple[int, ...] = (256, 128)
     head_dropout: float = 0.3
     head_batchnorm: bool = True
+    headline: str = ""
+    higher_is_better: bool | None = None
+    selection_scale: float = 0.0
+    summary: tuple[str, ...] = ()
+    per_source: tuple[str, ...] = ()
+    groupings: tuple[tuple[str, Bucketing], ...] = ()
+    label_grouping: str = ""
+    slice_grouping: str = ""
+    slice_order: int = 0
+    interval: bool = False
+    unit: str = ""
+    unit_short: str = ""
+    caption: str = ""
+    caption_short: str | None = None
+    min_top_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        regression = self.kind == "regression"
+        if self.kind not in ("classification", "regression"):
+            raise ConfigError(f"task {self.name!r}: kind must be 'classification' or 'regression', got {self.kind!r}")
+        fill: dict[str, Any] = {}
+        if not self.metrics:
+            fill["metrics"] = default_metrics(self.kind, len(self.labels))
+        headline = self.headline or ("mae" if regression else "accuracy")
+        fill["headline"] = headline
+        if self.higher_is_better is None:
+            fill["higher_is_better"] = headline not in LOWER_IS_BETTER
+        if not self.selection_scale and regression and self.value_range:
+            fill["selection_scale"] = (self.value_range[1] - self.value_range[0]) / 10.0
+        fill["summary"] = tuple(self.summary) or (headline,)
+        fill["per_source"] = tuple(self.per_source) or (headline,)
+        fill["groupings"] = tuple((str(n), tuple((str(g), float(lo)) for g, lo in t)) for n, t in self.groupings)
+        if not self.caption:
+            fill["caption"] = "{name} {value:.0f}" if regression else "{label} {value:.0%}"
+        if self.caption_short is None:
+            fill["caption_short"] = "{value:.0f}" if regression else "{label}"
+        for k, v in fill.items():
+            object.__setattr__(self, k, v)
+        names = [n for n, _ in self.groupings]
+        for what in ("label_grouping", "slice_grouping"):
+            g = getattr(self, what)
+            if g and g not in names:
+                raise ConfigError(f"task {self.name!r}: {what} {g!r} is none of its groupings ({', '.join(names)})")
+        if not regression and (self.groupings or self.interval):
+            raise ConfigError(f"task {self.name!r}: groupings and intervals are for regression tasks")
+        if regression and self.sensitive and not self.slice_grouping:
+            raise ConfigError(f"task {self.name!r}: a sensitive regression task needs a slice_grouping")
 
     def head_width(self, regression_head: str = "bins") -> int:
         """Output width of this task's head for the given regression formulation."""
@@ -182,24 +272,95 @@ class TaskSpec:
         value = probs @ self.bin_centers()
         return np.clip(value, lo, hi), probs
 
+    # -- groups ------------------------------------------------------------------------------------------------
+    def grouping(self, name: str) -> Bucketing:
+        """One of the task's named bucketings; UnknownNameError listing them."""
+        for n, table in self.groupings:
+            if n == name:
+                return table
+        raise unknown_name(f"{self.name} grouping", name, [n for n, _ in self.groupings])
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The groups of the label grouping, in order (``()`` without one)."""
+        return tuple(g for g, _ in self.grouping(self.label_grouping)) if self.label_grouping else ()
+
+    def group_of(self, value: float) -> str | None:
+        """The label-grouping group of a value (None without a label grouping)."""
+        if not self.label_grouping:
+            return None
+        return bucket_name(value, self.grouping(self.label_grouping), self.name, f"{self.name} group")
+
+    def group_probabilities(self, bin_probs: np.ndarray) -> np.ndarray:
+        """(N, num_bins) bin probabilities -> (N, groups) probabilities of the label grouping's groups."""
+        return group_probabilities(bin_probs, self.bin_centers(), self.grouping(self.label_grouping))
+
+    def most_probable_group(self, group_probs: Any) -> str:
+        """The label of a regression prediction: :func:`most_probable_group` over the label grouping."""
+        return most_probable_group(group_probs, self.group_names)
+
+    @property
+    def slice_keys(self) -> tuple[str, ...]:
+        """The group keys this task gives the fairness audit and balancing: its name (a sensitive classification
+        task), its ``slice_grouping`` (a sensitive regression task), or none."""
+        if not self.sensitive:
+            return ()
+        return (self.name,) if self.kind == "classification" else (self.slice_grouping,)
+
+    # -- presentation ------------------------------------------------------------------------------------------
+    def caption_text(self, pred: Any, short: bool = False) -> str:
+        """A prediction (``facemtl.results.Prediction``) as its caption (``short``: the crowded one); ``""``: none."""
+        template = self.caption_short if short else self.caption
+        if not template:
+            return ""
+        label = pred.label or ""
+        return template.format(name=self.name, value=pred.value, label=label, initial=label[:1].upper(),
+                               unit=self.unit)
+
+    def selection_term(self, metric: str, value: float) -> float | None:
+        """What one validation figure adds to the model-selection score: the headline (a lower-is-better one as
+        ``max(0, 1 - v / selection_scale)``) and the share of values inside their labelled interval (``in_bin``);
+        None for any other figure."""
+        if metric == self.headline:
+            if self.higher_is_better:
+                return value
+            return max(0.0, 1.0 - value / self.selection_scale) if self.selection_scale > 0 else None
+        if metric == "in_bin":
+            return value
+        return None
+
+    # -- (de)serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["labels"] = list(self.labels)
-        d["display"] = list(self.display)
-        d["head_hidden"] = list(self.head_hidden)
-        d["metrics"] = list(self.metrics)
+        for k in ("labels", "display", "head_hidden", "metrics", "summary", "per_source"):
+            d[k] = list(getattr(self, k))
         d["value_range"] = list(self.value_range) if self.value_range else None
+        d["groupings"] = [[n, [[g, lo] for g, lo in table]] for n, table in self.groupings]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskSpec:
+        """A spec as a checkpoint or an ONNX file stores it (:meth:`to_dict`).
+
+        A spec stored before the evaluation and presentation fields existed (no ``headline``) keeps its own head
+        structure (kind, labels, range, bins, head layers, loss weight, display names) and takes everything else
+        from the registered task of its name and kind, so an old model reports exactly what the registry says; its
+        ``metrics`` (then a descriptive list of headline figures) and ``sensitive`` (then unused) are replaced too.
+        An unregistered old spec gets the defaults of its kind, its old ``metrics`` becoming its ``summary``.
+        """
         d = dict(d)
-        d["labels"] = tuple(d.get("labels", ()))
-        d["display"] = tuple(d.get("display", ()))
+        if "headline" not in d:  # written before this format: fill in from the registry
+            known = _TASKS.get(d.get("name", ""))
+            if known is not None and known.kind == d.get("kind"):
+                d = {**known.to_dict(), **{k: d[k] for k in _STRUCTURE if k in d}}
+            else:
+                d["summary"] = d.pop("metrics", ())
+        for k in ("labels", "display", "metrics", "summary", "per_source"):
+            d[k] = tuple(d.get(k, ()))
         d["head_hidden"] = tuple(d.get("head_hidden", (256, 128)))
-        d["metrics"] = tuple(d.get("metrics", ()))
         vr = d.get("value_range")
         d["value_range"] = tuple(vr) if vr is not None else None
+        d["groupings"] = tuple((n, tuple((g, lo) for g, lo in table)) for n, table in d.get("groupings", ()))
         return cls(**d)
 
 
@@ -207,11 +368,32 @@ _TASKS: dict[str, TaskSpec] = {}
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
-    """Add a task to the registry; a duplicate name is an error."""
+    """Add a task to the registry; a duplicate name (or a second task with ``interval``) is an error. Every
+    module reads the task's facts from its spec: registering it is all a new task needs."""
     if spec.name in _TASKS:
         raise ValueError(f"task {spec.name!r} is already registered")
+    other = interval_task()
+    if spec.interval and other is not None:
+        raise ValueError(f"task {spec.name!r}: only one task can have intervals ({other.name!r} has)")
     _TASKS[spec.name] = spec
     return spec
+
+
+def unregister_task(name: str) -> TaskSpec:
+    """Remove a task from the registry (for tests that register one); UnknownNameError if it is not there."""
+    spec = get_task(name)
+    del _TASKS[name]
+    return spec
+
+
+@contextmanager
+def registered(spec: TaskSpec) -> Iterator[TaskSpec]:
+    """``with registered(TaskSpec(...)):`` the task is registered inside the block, and removed after it."""
+    register_task(spec)
+    try:
+        yield spec
+    finally:
+        _TASKS.pop(spec.name, None)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -225,6 +407,12 @@ def get_task(name: str) -> TaskSpec:
 def list_tasks() -> list[str]:
     """Registered task names, in registration (= head and output) order."""
     return list(_TASKS)
+
+
+def interval_task() -> TaskSpec | None:
+    """The registered task whose predictions carry the calibration's conformal intervals (age), if any. A stored
+    calibration holds that task's intervals under its name (``facemtl.calibration.Calibration``)."""
+    return next((s for s in _TASKS.values() if s.interval), None)
 
 
 def resolve_tasks(tasks: str | Iterable[str | TaskSpec] | None) -> tuple[TaskSpec, ...]:
@@ -246,21 +434,29 @@ def resolve_tasks(tasks: str | Iterable[str | TaskSpec] | None) -> tuple[TaskSpe
 
 register_task(TaskSpec(
     "age", "regression", value_range=(0.0, 100.0), num_bins=101, loss_weight=1.0,
-    metrics=("mae", "rmse", "r2", "cs5"),
+    metrics=("mae", "rmse", "r2", "cs5"), sensitive=True,
+    headline="mae", selection_scale=10.0, summary=("mae", "rmse", "r2", "cs5"), per_source=("mae", "interval.in_bin"),
+    groupings=(("age_group", AGE_GROUPS), ("age_band", AGE_BANDS)), label_grouping="age_group",
+    slice_grouping="age_band", slice_order=2, interval=True, unit="years", unit_short="y",
+    caption="age {value:.0f}", caption_short="{value:.0f}",
 ))
 register_task(TaskSpec(
     "gender", "classification", labels=("male", "female"), loss_weight=1.0,
-    metrics=("accuracy", "precision", "recall", "f1"), sensitive=True,
+    metrics=("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "f1", "ece", "nll"), sensitive=True,
     display=("Male", "Female"), head_hidden=(128, 64), head_dropout=0.2, head_batchnorm=False,
+    summary=("accuracy", "precision", "recall", "f1"), slice_order=1, caption_short="{initial}", min_top_prob=0.6,
 ))
 register_task(TaskSpec(
     "emotion", "classification",
     labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
-    loss_weight=1.2, metrics=("accuracy", "macro_f1"),
+    loss_weight=1.2, metrics=("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll"),
     display=("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"),
+    summary=("accuracy", "macro_f1"), per_source=("accuracy", "ferplus.accuracy"),
 ))
 register_task(TaskSpec(
     "ethnicity", "classification", labels=("white", "black", "asian", "indian", "others"),
-    loss_weight=1.0, metrics=("accuracy", "balanced_accuracy", "macro_f1"), sensitive=True, head_dropout=0.4,
-    display=("White", "Black", "Asian", "Indian", "Others"),
+    loss_weight=1.0, metrics=("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll"), sensitive=True,
+    head_dropout=0.4, display=("White", "Black", "Asian", "Indian", "Others"),
+    summary=("accuracy", "balanced_accuracy", "macro_f1"), per_source=("accuracy", "balanced_accuracy"),
+    slice_order=0, caption_short="",
 ))

@@ -58,10 +58,10 @@ def fit_calibration(cfg: EvaluateConfig, min_group: int = 100,
                 sources = [r.source for r in ok]  # every source weighs the same
                 temperatures[spec.name] = round(fit_temperature(raw[spec.name], labels, groups=sources), 4)
                 used[spec.name] = int((labels >= 0).sum())
-        elif spec.name == "age" and (~np.isnan(y)).sum() >= min_group:
+        elif spec.interval and age is None and (~np.isnan(y)).sum() >= min_group:  # the interval task: age
             values, _ = spec.decode_raw(raw[spec.name])
             age = fit_age_intervals(y, np.asarray(values, float), min_group, spec.value_range or (0.0, 100.0))
-            used["age"] = int((~np.isnan(y)).sum())
+            used[spec.name] = int((~np.isnan(y)).sum())
     if not temperatures and age is None:
         raise DatasetError(f"nothing to calibrate: the calibration half ({len(ok)} images) has fewer than "
                            f"{MIN_LABELLED} labelled faces for every head (give --utkface, --fer2013, --fairface, "

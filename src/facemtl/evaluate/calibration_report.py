@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from ..calibration import Calibration, calibration_half
-from ..tasks import get_task
+from ..groups import label_slices
+from ..tasks import interval_task
 from .bootstrap import bootstrap_mean_ci
 from .metrics import expected_calibration_error
 
-__all__ = ["calibration_report", "age_targets", "GROUP_MIN", "ECE_TARGET"]
+__all__ = ["calibration_report", "age_targets", "coverage_groups", "GROUP_MIN", "ECE_TARGET"]
 
 GROUP_MIN = 100  # groups with fewer faces are listed, not held to the coverage target
 ECE_TARGET = 0.03  # the issue's target for every classification head on every source, after calibration
@@ -32,6 +33,16 @@ def age_targets(level: float) -> tuple[tuple[float, float], float] | None:
         if abs(float(level) - lvl) < 1e-9:
             return t
     return None
+
+
+def coverage_groups() -> tuple[list[str], list[tuple[str, ...]]]:
+    """The crossing the interval coverage is reported by: the first two classification slices (ethnicity,
+    gender) and every combination of their labels, in order (``("white", "male"), ("white", "female")...``)."""
+    specs = label_slices()[:2]
+    combos: list[tuple[str, ...]] = [()]
+    for spec in specs:
+        combos = [(*c, lab) for c in combos for lab in spec.labels]
+    return [s.name for s in specs], combos if specs else []
 
 
 def _boot_ci(hits: np.ndarray, n_boot: int, seed: int = 0) -> list[float] | None:
@@ -63,18 +74,20 @@ def calibration_report(records: Sequence[Any], targets: Mapping[str, np.ndarray]
             the photo path reports calibrated probabilities only).
         intervals: (low, high) (N,) age intervals at ``level``, or None.
     """
+    spec = interval_task()
+    iv_task = spec.name if spec is not None else ""  # the interval task (age): its coverage is measured
     evaluation = np.array([not calibration_half(r.file_name) for r in records], dtype=bool)
     sources = sorted({r.source for r in records})
     out: dict[str, Any] = {"level": level, "measured_on": "the evaluation half of the held-out images (not used "
                            "to fit the calibration)", "n": int(evaluation.sum()),
                            "temperatures": dict(calibration.temperatures),
-                           "fitted_on": dict(calibration.fitted_on), "by_source": {}, "age_by_group": {}}
+                           "fitted_on": dict(calibration.fitted_on), "by_source": {}, f"{iv_task}_by_group": {}}
     src_of = np.array([r.source for r in records])
     for src in sources:
         idx = np.flatnonzero(evaluation & (src_of == src))
         block: dict[str, Any] = {"n": int(len(idx))}
-        if intervals is not None and "age" in targets:
-            block["age"] = _age_block(np.asarray(targets["age"], float), intervals[0], intervals[1], idx, n_boot)
+        if intervals is not None and iv_task in targets:
+            block[iv_task] = _age_block(np.asarray(targets[iv_task], float), intervals[0], intervals[1], idx, n_boot)
         for task, p in probs.items():
             y = np.asarray(targets.get(task, np.full(len(records), -1)))
             m = idx[y[idx] >= 0]
@@ -85,15 +98,18 @@ def calibration_report(records: Sequence[Any], targets: Mapping[str, np.ndarray]
                 entry["before"] = expected_calibration_error(y[m], raw_probs[task][m])
             block.setdefault("ece", {})[task] = entry
         out["by_source"][src] = block
-    if intervals is not None and {"age", "ethnicity", "gender"} <= set(targets):
-        eth, gen = get_task("ethnicity").labels, get_task("gender").labels
-        true = np.asarray(targets["age"], float)
-        e, g = np.asarray(targets["ethnicity"]), np.asarray(targets["gender"])
-        for i, en in enumerate(eth):
-            for j, gn in enumerate(gen):
-                idx = np.flatnonzero(evaluation & (e == i) & (g == j) & ~np.isnan(true))
-                if len(idx):
-                    block = _age_block(true, intervals[0], intervals[1], idx, n_boot)
-                    block["held_to_target"] = block["n"] >= GROUP_MIN
-                    out["age_by_group"][f"{en} & {gn}"] = block
+    keys, combos = coverage_groups()
+    if intervals is not None and keys and {iv_task, *keys} <= set(targets):
+        true = np.asarray(targets[iv_task], float)
+        codes = [np.asarray(targets[k]) for k in keys]
+        labels = [spec.labels for spec in label_slices()[:len(keys)]]
+        for combo in combos:  # ethnicity x gender: "white & male", "white & female", ...
+            sel = evaluation & ~np.isnan(true)
+            for c, labs, lab in zip(codes, labels, combo):
+                sel = sel & (c == labs.index(lab))
+            idx = np.flatnonzero(sel)
+            if len(idx):
+                block = _age_block(true, intervals[0], intervals[1], idx, n_boot)
+                block["held_to_target"] = block["n"] >= GROUP_MIN
+                out[f"{iv_task}_by_group"][" & ".join(combo)] = block
     return out

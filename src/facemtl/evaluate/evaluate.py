@@ -207,31 +207,43 @@ def _detector_path(cfg: EvaluateConfig, model: Any, meta: dict[str, Any], record
             out[spec.name] = (probs.argmax(1).astype(float) if len(faces) else np.zeros(0), probs)
         else:
             out[spec.name] = (np.array([f[spec.name].value for f in faces], dtype=float), None)
-    intervals = None
-    if faces and "age" in faces[0] and faces[0]["age"].low is not None:
-        intervals = (np.array([f["age"].low for f in faces], float), np.array([f["age"].high for f in faces], float))
-    groups = [f["age"].label for f in faces] if faces and "age" in faces[0] else None
+    intervals = groups = None
+    spec = _interval_spec(analyzer.tasks)
+    if spec is not None and faces and spec.name in faces[0]:
+        name = spec.name
+        if faces[0][name].low is not None:
+            intervals = (np.array([f[name].low for f in faces], float), np.array([f[name].high for f in faces], float))
+        groups = [f[name].label for f in faces] if spec.label_grouping else None
     return kept, out, failed, intervals, groups
 
 
-def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     pred_groups: list[str] | None = None) -> dict[str, Any]:
-    """Ages labelled by a bin [lo, hi): the share of predicted ages inside the bin (whole years, as the age groups
-    count), the age-group accuracy (the reported group, ``pred_groups``, against the bin's group; without it the
-    predicted age's group), and the mean distance in years to the bin (0 inside)."""
-    from ..tasks import age_group, in_interval
+def _interval_spec(specs: Sequence[Any]) -> Any:
+    """The model's interval task (age): its intervals are measured and its reported groups scored; None if none."""
+    return next((s for s in specs if s.kind == "regression" and s.interval), None)
 
+
+def interval_metrics(pred_years: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     pred_groups: list[str] | None = None, groups: Sequence[tuple[str, float]] | None = None
+                     ) -> dict[str, Any]:
+    """Values labelled by a bin [lo, hi) (ages): the share of predicted values inside the bin (whole units, as the
+    groups count), the group accuracy (the reported group, ``pred_groups``, against the bin's group; without it the
+    predicted value's group) over ``groups`` (default: the age groups), and the mean distance to the bin (0
+    inside)."""
+    from ..groups import bucket_names
+    from ..tasks import AGE_GROUPS, in_interval
+
+    table = groups if groups is not None else AGE_GROUPS
     m = ~np.isnan(lo)
     if not m.any():
         return {"n": 0}
     p, lo, hi = np.floor(pred_years[m]), lo[m], hi[m]
     inside = in_interval(pred_years[m], lo, hi)
-    true_groups = [age_group(v) for v in lo]
-    pred_groups = [g for g, k in zip(pred_groups, m) if k] if pred_groups is not None else \
-        [age_group(v) for v in pred_years[m]]
+    true_groups = bucket_names(lo, table)
+    reported: list[str | None] = [g for g, k in zip(pred_groups, m) if k] if pred_groups is not None else \
+        bucket_names(pred_years[m], table)
     dist = np.maximum(lo - p, 0) + np.maximum(p - (hi - 1), 0)
     return {"n": int(m.sum()), "in_bin": float(inside.mean()),
-            "group_accuracy": float(np.mean([a == b for a, b in zip(true_groups, pred_groups)])),
+            "group_accuracy": float(np.mean([a == b for a, b in zip(true_groups, reported)])),
             "mean_years_outside": float(np.where(np.isfinite(dist), dist, 0).mean())}
 
 
@@ -307,7 +319,6 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
     path, meta = str(file), model.metadata
     records, counts, (seed, vf, svf) = held_out_records(cfg, meta)
     from ..calibration import Calibration, check_level
-    from ..tasks import group_probabilities, most_probable_group
 
     level = check_level(cfg.age_interval)
     calibration = Calibration.from_dict(meta.get("calibration"))
@@ -324,10 +335,12 @@ def evaluate(cfg: EvaluateConfig, progress: Callable[[int, int], None] | None = 
                 raw_probs[spec.name] = probs
                 if calibration is not None and spec.name in calibration.temperatures:
                     probs = calibration.probabilities(spec.name, raw[spec.name])
-            if spec.name == "age" and calibration is not None and calibration.age is not None and kept:
-                intervals = calibration.age.intervals(np.asarray(values, float), level)
-            if spec.name == "age" and probs is not None and kept:  # the label every output reports
-                age_groups = [most_probable_group(g) for g in group_probabilities(probs, spec.bin_centers())]
+            if spec is _interval_spec(specs) and kept:
+                ivs = calibration.intervals_for(spec.name) if calibration is not None else None
+                if ivs is not None:
+                    intervals = ivs.intervals(np.asarray(values, float), level)
+                if probs is not None and spec.label_grouping:  # the label every output reports
+                    age_groups = [spec.most_probable_group(g) for g in spec.group_probabilities(probs)]
             decoded[spec.name] = (values, probs if spec.kind == "classification" else None)
     else:
         kept, decoded, failed, intervals, age_groups = _detector_path(cfg, model, meta, records, progress, level)
@@ -377,16 +390,18 @@ def _task_metrics(specs: list, targets: dict[str, np.ndarray], preds: dict[str, 
                   probs: dict[str, np.ndarray], extra: dict[str, np.ndarray], idx: np.ndarray,
                   age_groups: list[str] | None = None) -> dict[str, Any]:
     """Every metric of every task on the rows ``idx``, plus interval (age bin) and FER+ label-set metrics.
-    ``age_groups``: the age-group labels the model reported (its most probable group), aligned with the rows."""
+    ``age_groups``: the group labels the interval task (age) reported (its most probable group), aligned with the
+    rows."""
     out: dict[str, Any] = {}
+    grouped = _interval_spec(specs)
     for spec in specs:
         p = probs.get(spec.name)
-        groups = [age_groups[i] for i in idx] if (age_groups is not None and spec.name == "age") else None
+        groups = [age_groups[i] for i in idx] if (age_groups is not None and spec is grouped) else None
         out[spec.name] = compute_task_metrics(spec, targets[spec.name][idx], preds[spec.name][idx],
                                               None if p is None else p[idx], pred_groups=groups)
         if spec.kind == "regression" and f"{spec.name}_lo" in extra:
             iv = interval_metrics(preds[spec.name][idx], extra[f"{spec.name}_lo"][idx], extra[f"{spec.name}_hi"][idx],
-                                  groups)
+                                  groups, spec.grouping(spec.label_grouping) if spec.label_grouping else None)
             if iv["n"]:
                 out[spec.name]["interval"] = iv
         soft = extra.get(f"{spec.name}_soft")

@@ -2,9 +2,10 @@
 
 Input format: a **list of dicts**, one per face. Group attributes are true label *names* under the
 task name (``"ethnicity": "white"``, ``"gender": "female"``) and the true age in years under
-``"age"``, from which ``"age_band"`` is derived with :func:`facemtl.tasks.age_band` (an explicit
-``"age_band"`` key wins). A missing attribute (absent, None, NaN, ``""``) leaves the record out of
-every grouping that uses it.
+``"age"``, from which ``"age_band"`` is derived (a bucketing of the age task's spec, through
+:func:`facemtl.groups.bucket`; an explicit ``"age_band"`` key wins). A missing attribute (absent, None, NaN,
+``""``) leaves the record out of every grouping that uses it. The default group keys are the registry's slices
+(:func:`facemtl.groups.slice_keys`).
 
 The audited task's truth and prediction are read in one of two forms:
 
@@ -17,8 +18,8 @@ The audited task's truth and prediction are read in one of two forms:
 Classification values are label names (or class indices); regression values are floats. A
 record whose truth or prediction for the audited task is missing is ignored for that task.
 
-The headline metric is MAE for regression tasks (lower is better) and accuracy for
-classification tasks (higher is better); both are means of per-sample scores (absolute error,
+The metric of a task's table is its spec's headline (MAE for age, lower is better; accuracy for the
+classification tasks, higher is better); both are means of per-sample scores (absolute error,
 correct 0/1), which makes the bootstrap cheap. Groups are only the ones observed: a group with no
 labelled sample for the task is omitted, never reported as 0 or 100%.
 
@@ -36,8 +37,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InvalidInputError
-from ..tasks import AGE_BANDS, TaskSpec, age_band, get_task, list_tasks, resolve_tasks
+from ..errors import ConfigError, InvalidInputError
+from ..groups import bucket_names, key_spec, slice_keys
+from ..groups import group_values as _group_values
+from ..tasks import TaskSpec, get_task, list_tasks, resolve_tasks
 from ._json import finite_number
 from .bootstrap import bootstrap_gap_ci, bootstrap_mean_ci
 
@@ -52,7 +55,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GROUP_KEYS: tuple[str, ...] = ("ethnicity", "gender", "age_band")
+DEFAULT_GROUP_KEYS: tuple[str, ...] = slice_keys()  # the registry's slices: ethnicity, gender, age_band
 
 Record = Mapping[str, Any]
 
@@ -69,17 +72,27 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def _attribute(record: Record, key: str) -> str | None:
-    """A group attribute as a name, or None when missing (age_band derived from age)."""
-    value = record.get(key)
-    if key == "age_band" and _is_missing(value):
-        age: Any = record.get("age")
-        if _is_missing(age) or isinstance(age, str):
-            return None
-        return age_band(float(age))
-    if _is_missing(value):
-        return None
-    return str(value)
+def _attributes(records: Sequence[Record], keys: Sequence[str]) -> list[dict[str, str | None]]:
+    """Each record's group attribute per key, as a name or None when missing. A key that is a bucketing of a
+    regression task (``age_band``) is derived from the record's value of that task (vectorised,
+    :func:`facemtl.groups.bucket`) where the record does not give it."""
+    columns: dict[str, list[str | None]] = {}
+    for key in keys:
+        given: list[str | None] = [None if _is_missing(r.get(key)) else str(r.get(key)) for r in records]
+        found = key_spec(key)
+        table = found[1] if found is not None else None
+        if found is not None and table is not None and any(g is None for g in given):
+            derived = bucket_names([_value(r.get(found[0].name)) for r in records], table)
+            given = [g if g is not None else d for g, d in zip(given, derived)]
+        columns[key] = given
+    return [{k: columns[k][i] for k in keys} for i in range(len(records))]
+
+
+def _value(value: Any) -> float:
+    """A regression attribute as a float; NaN when missing or not a number."""
+    if _is_missing(value) or isinstance(value, str):
+        return math.nan
+    return float(value)
 
 
 def _class_index(spec: TaskSpec, value: Any) -> int | None:
@@ -100,6 +113,19 @@ def _task_pair(record: Record, spec: TaskSpec) -> tuple[Any, Any]:
     if isinstance(pred, Mapping):
         return record.get(spec.name), pred.get(spec.name)
     return record.get("y_true"), record.get("y_pred")
+
+
+# The headline metrics a group table can use: means of per-sample scores (the bootstrap resamples them).
+_PER_SAMPLE = {"mae": "regression", "accuracy": "classification"}
+
+
+def _table_metric(spec: TaskSpec) -> str:
+    """The metric of the task's group table: its headline, which must be a mean of per-sample scores."""
+    if _PER_SAMPLE.get(spec.headline) != spec.kind:
+        usable = ", ".join(k for k, v in _PER_SAMPLE.items() if v == spec.kind)
+        raise ConfigError(f"task {spec.name!r}: its headline {spec.headline!r} has no per-sample score for the "
+                          f"fairness tables (use one of: {usable})")
+    return spec.headline
 
 
 def _sample_score(record: Record, spec: TaskSpec) -> float | None:
@@ -146,7 +172,7 @@ def build_records(
     for source, prefix in ((targets, ""), (predictions, "pred:")):
         for name, arr in source.items():
             if hasattr(arr, "detach"):
-                arr = arr.detach().cpu().numpy()  # type: ignore[union-attr]
+                arr = arr.detach().cpu().numpy()
             columns[prefix + name] = np.asarray(arr).reshape(-1)
     for name, seq in (attributes or {}).items():
         columns["attr:" + name] = np.asarray(list(seq), dtype=object)
@@ -183,13 +209,10 @@ def build_records(
 
 
 def group_values(key: str) -> list[str]:
-    """The values a group key can take, in display order: AGE_BANDS for ``age_band``, the labels of a
-    registered task (``ethnicity``, ``gender``); ``[]`` for any other attribute."""
-    if key == "age_band":
-        return [band for band, _ in AGE_BANDS]
-    if key in list_tasks():
-        return list(get_task(key).labels)
-    return []
+    """The values a group key can take, in display order: the bands of a regression task's bucketing
+    (``age_band``), the labels of a registered classification task (``ethnicity``, ``gender``); ``[]`` for any
+    other attribute (:func:`facemtl.groups.group_values`)."""
+    return _group_values(key)
 
 
 def _extremes(rows: Sequence[dict[str, Any]], higher_is_better: bool, min_count: int) -> dict[str, Any]:
@@ -242,7 +265,7 @@ def group_table(
         seed: bootstrap seed (each row uses it, so rows are reproducible one by one).
 
     Returns:
-        ``{"task", "metric" ("mae" | "accuracy"), "higher_is_better", "n", "value" (overall),
+        ``{"task", "metric" (the spec's headline: "mae" | "accuracy"), "higher_is_better", "n", "value" (overall),
         "min_count", "rows": [{"grouping": "ethnicity x gender", "group": {"ethnicity": "white",
         "gender": "female"}, "n", "metric", "value"[, "ci_low", "ci_high"]}], "by_grouping":
         {grouping: {"worst_group", "best_group", "gap", "n_groups"[, "cis_overlap", "gap_ci_low",
@@ -267,17 +290,18 @@ def group_table(
     spec = get_task(task_spec) if isinstance(task_spec, str) else task_spec
     keys = tuple(group_keys)
     order = len(keys) if max_order is None else max(1, min(max_order, len(keys)))
-    metric = "mae" if spec.kind == "regression" else "accuracy"
-    higher_is_better = spec.kind != "regression"
+    metric = _table_metric(spec)
+    higher_is_better = bool(spec.higher_is_better)
 
     scores: list[float] = []
-    attrs: list[dict[str, str | None]] = []
+    scored: list[Record] = []
     for rec in records:
         s = _sample_score(rec, spec)
         if s is None:
             continue
         scores.append(s)
-        attrs.append({k: _attribute(rec, k) for k in keys})
+        scored.append(rec)
+    attrs = _attributes(scored, keys)
     all_scores = np.asarray(scores, dtype=np.float64)
 
     def make_row(grouping: str, group: dict[str, str], sel: np.ndarray) -> dict[str, Any]:

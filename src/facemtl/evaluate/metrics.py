@@ -30,14 +30,17 @@ Example:
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidInputError, unknown_name
+from ..groups import bucket
 from ..tasks import AGE_BANDS, AGE_GROUPS, TaskSpec
 from ._json import jsonable
 
@@ -54,6 +57,7 @@ __all__ = [
     "cumulative_score",
     "cs5",
     "mae_by_band",
+    "group_accuracy",
     "age_group_accuracy",
     # classification
     "accuracy",
@@ -211,11 +215,10 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bucket_indices(years: np.ndarray, table: AgeTable) -> np.ndarray:
-    """Vectorised tasks.age_band/age_group: whole years, negatives -> 0, last bucket with lo <= v."""
-    v = np.where(years >= 0, np.trunc(years), 0.0)
-    los = np.asarray([lo for _, lo in table], dtype=np.float64)
-    return np.clip(np.searchsorted(los, v, side="right") - 1, 0, len(los) - 1)
+def _bucket_indices(values: np.ndarray, table: AgeTable) -> np.ndarray:
+    """:func:`facemtl.groups.bucket` (whole units, negatives -> 0, last row with lo <= v); a NaN prediction counts
+    in the first row."""
+    return np.maximum(bucket(values, table), 0)
 
 
 # --------------------------------------------------------------------------- regression
@@ -311,17 +314,16 @@ def mae_by_band(
     return out
 
 
-@register_metric("age_group_accuracy")
-def age_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable = AGE_GROUPS,
-                       pred_groups: Sequence[str] | None = None) -> float:
-    """Share of samples whose predicted age group is the true age's group (``tasks.age_group``).
+def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable,
+                   pred_groups: Sequence[str] | None = None) -> float:
+    """Share of samples whose predicted group is the true value's group (:func:`facemtl.groups.bucket`).
 
     Args:
-        y_true: true ages in years; NaN = missing.
-        y_pred: predicted ages in years (their group is the prediction when ``pred_groups`` is None).
-        groups: (label, lower bound) table; default the 9 MISSION.md groups.
+        y_true: true values; NaN = missing.
+        y_pred: predicted values (their group is the prediction when ``pred_groups`` is None).
+        groups: (label, lower bound) table, e.g. :data:`facemtl.tasks.AGE_GROUPS`.
         pred_groups: the predicted group names, aligned with ``y_true``, when the model says them itself
-            (:func:`facemtl.tasks.most_probable_group`, the label every output reports).
+            (:meth:`facemtl.tasks.TaskSpec.most_probable_group`, the label every output reports).
 
     Returns:
         The share in [0, 1], or NaN when no value is labelled.
@@ -338,6 +340,13 @@ def age_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable = 
     if not t.size:
         return _NAN
     return float(np.mean(_bucket_indices(t, groups) == _bucket_indices(p, groups)))
+
+
+@register_metric("age_group_accuracy")
+def age_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable = AGE_GROUPS,
+                       pred_groups: Sequence[str] | None = None) -> float:
+    """:func:`group_accuracy` over the 9 MISSION.md age groups by default (``tasks.age_group``)."""
+    return group_accuracy(y_true, y_pred, groups, pred_groups)
 
 
 # --------------------------------------------------------------------------- classification
@@ -549,8 +558,25 @@ def _nll_metric(y_true: ArrayLike, y_pred: ArrayLike | None = None, *, probs: Ar
 # --------------------------------------------------------------------------- reports
 
 
+def _accepts(name: str) -> frozenset[str]:
+    """The keyword arguments a registered metric takes (``num_classes``, ``pos_label``, ``probs``...)."""
+    return frozenset(inspect.signature(get_metric(name)).parameters)
+
+
+def _needs_probs(name: str) -> bool:
+    """Whether a registered metric needs ``probs`` (ECE, NLL): computed only when probabilities are given."""
+    p = inspect.signature(get_metric(name)).parameters.get("probs")
+    return p is not None and p.default is inspect.Parameter.empty
+
+
+def _call(name: str, t: np.ndarray, p: np.ndarray | None, **available: Any) -> float:
+    """A registered metric on (t, p), with the keyword arguments it takes among ``available``."""
+    accepted = _accepts(name)
+    return get_metric(name)(t, p, **{k: v for k, v in available.items() if k in accepted})
+
+
 def _regression_report(
-    y_true: ArrayLike, y_pred: ArrayLike, bands: AgeTable | None, groups: AgeTable | None,
+    spec: TaskSpec, y_true: ArrayLike, y_pred: ArrayLike, bands: AgeTable | None, groups: AgeTable | None,
     pred_groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     t, p = _regression_inputs(y_true, y_pred)
@@ -559,20 +585,16 @@ def _regression_report(
     if not np.all(np.isfinite(p)):
         logger.warning("%d non-finite predictions; affected metrics are reported as None",
                        int((~np.isfinite(p)).sum()))
-    out: dict[str, Any] = {
-        "kind": "regression",
-        "n": int(t.size),
-        "mae": mae(t, p),
-        "rmse": rmse(t, p),
-        "r2": r2(t, p),
-        "cs5": cs5(t, p),
-    }
+    out: dict[str, Any] = {"kind": "regression", "n": int(t.size)}
+    for name in spec.metrics:
+        out[name] = _call(name, t, p)
     if bands is not None:
         out["mae_by_band"] = mae_by_band(t, p, bands)
     if groups is not None:
-        out["age_group_accuracy"] = age_group_accuracy(y_true, y_pred, groups, pred_groups) if pred_groups \
-            is not None else age_group_accuracy(t, p, groups)
-        out["mae_by_group"] = mae_by_band(t, p, groups)  # the 9 finer groups of the true age (0-2 ... 70+)
+        key = f"{spec.label_grouping or spec.name + '_group'}_accuracy"  # age: "age_group_accuracy"
+        out[key] = group_accuracy(y_true, y_pred, groups, pred_groups) if pred_groups \
+            is not None else group_accuracy(t, p, groups)
+        out["mae_by_group"] = mae_by_band(t, p, groups)  # the finer groups of the true value (age: 0-2 ... 70+)
     return out
 
 
@@ -585,18 +607,18 @@ def _classification_report(
         return {"n": 0}
     cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
     s = _scores_from_cm(cm)
-    out: dict[str, Any] = {
-        "kind": "classification",
-        "n": int(t.size),
-        "accuracy": float(np.mean(t == p)),
-        "balanced_accuracy": _balanced_accuracy_from_cm(cm),
-        "macro_f1": _macro_f1_from_cm(cm),
-    }
-    if k == 2:
-        # Binary tasks: the positive class is labels[1] (gender: "female").
-        out["positive_label"] = labels[1]
-        for name in ("precision", "recall", "f1"):
-            out[name] = float(s[name][1])
+    out: dict[str, Any] = {"kind": "classification", "n": int(t.size)}
+    later = []  # probability metrics come after the per-class blocks
+    for name in spec.metrics:
+        if _needs_probs(name):
+            later.append(name)
+            continue
+        if "pos_label" in _accepts(name):
+            if k != 2:
+                continue  # a one-vs-rest figure of labels[1] only means something for a binary task
+            # Binary tasks: the positive class is labels[1] (gender: "female").
+            out.setdefault("positive_label", labels[1])
+        out[name] = _call(name, t, p, num_classes=k, pos_label=1)
     out["per_class"] = {
         label: {
             "precision": float(s["precision"][i]),
@@ -608,8 +630,8 @@ def _classification_report(
     }
     out["confusion_matrix"] = {"labels": labels, "matrix": cm.astype(int).tolist()}
     if pr is not None:
-        out["ece"] = expected_calibration_error(t, pr, n_bins)
-        out["nll"] = negative_log_likelihood(t, pr)
+        for name in later:
+            out[name] = _call(name, t, None, probs=pr, n_bins=n_bins)
         out["reliability"] = reliability_bins(t, pr, n_bins)
     return out
 
@@ -620,39 +642,43 @@ def compute_task_metrics(
     y_pred: ArrayLike | None,
     probs: ArrayLike | None = None,
     *,
-    bands: AgeTable | None = AGE_BANDS,
-    groups: AgeTable | None = AGE_GROUPS,
+    bands: AgeTable | None | EllipsisType = ...,
+    groups: AgeTable | None | EllipsisType = ...,
     n_bins: int = 15,
     pred_groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Every MISSION.md metric for one task, chosen by ``spec.kind``, as a JSON-ready dict.
+    """Every metric of ``spec.metrics`` for one task, each computed by the metric registry, as a JSON-ready dict.
 
     Args:
-        spec: the task; its ``kind`` picks the metrics and its ``labels`` name the classes.
+        spec: the task; its ``metrics`` name the figures (registry names, in report order), its ``labels`` the
+            classes, its groupings the tables by band and group.
         y_true: regression: true values (NaN = missing); classification: true class indices
             (-1 = missing).
         y_pred: predicted values or class indices; for classification it may be None when
             ``probs`` is given (the argmax is used).
-        probs: classification only, optional (N, K) probabilities; adds ``ece``, ``nll`` and
-            ``reliability``.
-        bands: regression: the table for ``mae_by_band`` (years); None skips it.
-        groups: regression: the table for ``age_group_accuracy``; None skips it.
+        probs: classification only, optional (N, K) probabilities; adds the probability metrics of
+            ``spec.metrics`` (``ece``, ``nll``) and ``reliability``.
+        bands: regression: the table for ``mae_by_band``; default the spec's ``slice_grouping`` (age: the
+            :data:`~facemtl.tasks.AGE_BANDS`); None skips it.
+        groups: regression: the table for the group accuracy and ``mae_by_group``; default the spec's
+            ``label_grouping`` (age: the :data:`~facemtl.tasks.AGE_GROUPS`); None skips them.
         n_bins: calibration bins.
         pred_groups: regression: the predicted group names (the model's most probable group); None: the
             group of each predicted value.
 
     Returns:
         Plain Python values only; undefined numbers are None. With nothing labelled:
-        ``{"n": 0, "note": ...}``. Regression: ``{"kind", "n", "mae", "rmse", "r2", "cs5",
-        "mae_by_band": {band: {"mae", "n"}}, "age_group_accuracy"}``. Classification:
-        ``{"kind", "n", "accuracy", "balanced_accuracy", "macro_f1", "per_class": {label:
-        {"precision", "recall", "f1", "support"}}, "confusion_matrix": {"labels": [...],
-        "matrix": [[int]] (rows true, cols predicted)}}``; binary tasks also ``"positive_label"``
-        (``labels[1]``) and its ``"precision"``, ``"recall"``, ``"f1"``; with probs also
-        ``"ece"``, ``"nll"`` and ``"reliability"`` (see :func:`reliability_bins`).
+        ``{"n": 0, "note": ...}``. Regression: ``{"kind", "n", <metrics>, "mae_by_band": {band: {"mae", "n"}},
+        "<label grouping>_accuracy" (age: "age_group_accuracy"), "mae_by_group"}``. Classification:
+        ``{"kind", "n", <metrics>, "per_class": {label: {"precision", "recall", "f1", "support"}},
+        "confusion_matrix": {"labels": [...], "matrix": [[int]] (rows true, cols predicted)}}``; a binary task's
+        one-vs-rest metrics (``precision``, ``recall``, ``f1``) are those of ``labels[1]``, named by
+        ``"positive_label"`` before the first of them; with probs the probability metrics (``"ece"``, ``"nll"``)
+        and ``"reliability"`` (see :func:`reliability_bins`) follow the per-class blocks.
 
     Raises:
         InvalidInputError: mismatched lengths, class indices out of range, or bad ``probs`` shape.
+        UnknownNameError: a name of ``spec.metrics`` that is not registered.
 
     Example:
         >>> from facemtl.tasks import get_task
@@ -665,7 +691,11 @@ def compute_task_metrics(
             logger.debug("probs ignored for regression task %r", spec.name)
         if y_pred is None:
             raise InvalidInputError(f"y_pred is required for regression task {spec.name!r}")
-        report = _regression_report(y_true, y_pred, bands, groups, pred_groups)
+        if isinstance(bands, EllipsisType):
+            bands = spec.grouping(spec.slice_grouping) if spec.slice_grouping else None
+        if isinstance(groups, EllipsisType):
+            groups = spec.grouping(spec.label_grouping) if spec.label_grouping else None
+        report = _regression_report(spec, y_true, y_pred, bands, groups, pred_groups)
     else:
         report = _classification_report(spec, y_true, y_pred, probs, n_bins)
     if report["n"] == 0:

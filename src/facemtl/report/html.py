@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluate._json import finite_number, jsonable
-from ..evaluate.calibration_report import ECE_TARGET, GROUP_MIN, age_targets
+from ..evaluate.calibration_report import ECE_TARGET, GROUP_MIN, age_targets, coverage_groups
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS, fairness_rows, group_values
 from ..evaluate.metrics import flatten_metrics
-from ..tasks import get_task, list_tasks
+from ..tasks import TaskSpec, get_task, interval_task, list_tasks
 from ._format import (
     METRIC_NAMES,
     confidence_level,
@@ -90,7 +90,14 @@ def _section(sid: str, title: str, body: str) -> str:
     return f'<section id="{esc(sid)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
+def _spec(task: str) -> TaskSpec | None:
+    return get_task(task) if task in list_tasks() else None
+
+
 def _headline_metric(task: str, m: Mapping[str, Any]) -> str:
+    spec = _spec(task)
+    if spec is not None:
+        return spec.headline
     return "mae" if _spec_kind(task, m) == "regression" else "accuracy"
 
 
@@ -193,7 +200,9 @@ def _metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
             rows = [[esc(b),
                      esc(format_metric(v.get("mae"), "mae")) if v.get("n") else '<span class="empty">no samples</span>',
                      esc(v.get("n", 0))] for b, v in m["mae_by_band"].items()]
-            tables.append(_table(["true age band", "MAE (years)", "n"], rows))
+            spec = _spec(task)
+            unit = spec.unit if spec is not None and spec.unit else "years"
+            tables.append(_table([f"true {task} band", f"MAE ({unit})", "n"], rows))
         parts.append(f'<div class="row">{"".join(tables)}</div>')  # side by side: they are narrow
     return _section("metrics", "Metrics per task", "".join(parts) or _note("no metrics in this report"))
 
@@ -242,26 +251,32 @@ def _spec_kind(task: str, m: Mapping[str, Any]) -> str:
         return "classification"
 
 
-def _age_section(metrics: Mapping[str, Mapping[str, Any]], samples: Sequence[Mapping[str, Any]] | None) -> str:
-    m = metrics.get("age")
-    if m is None:
-        return ""
-    if _no_labels("age", m):
-        return _section("age", "Age", _note(m.get("note") or "no age labels in this data: no age plots"))
+def _regression_section(task: str, m: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None) -> str:
+    """The plots of one regression task (age): MAE per band, and with per-image data the scatter of predicted
+    against true values and the error histogram."""
+    spec = _spec(task)
+    title = task.capitalize()
+    if _no_labels(task, m):
+        return _section(task, title, _note(m.get("note") or f"no {task} labels in this data: no {task} plots"))
     charts = []
     if isinstance(m.get("mae_by_band"), Mapping):
-        charts.append(mae_band_chart(m["mae_by_band"]))
-    pairs = [(float(s["true"]["age"]), float(s["pred"]["age"])) for s in samples or ()
-             if finite_number(s.get("true", {}).get("age")) is not None
-             and finite_number(s.get("pred", {}).get("age")) is not None]
+        charts.append(mae_band_chart(m["mae_by_band"], spec))
+    pairs = [(float(s["true"][task]), float(s["pred"][task])) for s in samples or ()
+             if finite_number(s.get("true", {}).get(task)) is not None
+             and finite_number(s.get("pred", {}).get(task)) is not None]
     extra = ""
     if pairs:
-        charts.insert(0, age_scatter([t for t, _ in pairs], [p for _, p in pairs]))
-        charts.append(error_histogram([p - t for t, p in pairs]))
+        charts.insert(0, age_scatter([t for t, _ in pairs], [p for _, p in pairs], spec))
+        charts.append(error_histogram([p - t for t, p in pairs], spec=spec))
     else:
         extra = _note("no per-image data in this report (evaluate with keep_samples / --report): "
                       "no scatter plot or error histogram")
-    return _section("age", "Age", f'<div class="row">{"".join(charts)}</div>{extra}')
+    return _section(task, title, f'<div class="row">{"".join(charts)}</div>{extra}')
+
+
+def _regression_tasks(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The report's regression tasks with a spec (age): each gets a section of plots."""
+    return [t for t in metrics if t in list_tasks() and get_task(t).kind == "regression"]
 
 
 def _cov_ci(block: Mapping[str, Any]) -> str:
@@ -284,16 +299,16 @@ _FEW_NOTE = (f'<p class="small">A verdict against a target needs at least {GROUP
 def _age_group_table(cal: Mapping[str, Any]) -> str:
     """Age interval coverage per ethnicity x gender group (evaluation half), with the per-group target; groups
     under :data:`GROUP_MIN` faces are marked "few" (listed, not held to the target); groups without a face say so."""
-    groups = cal.get("age_by_group") or {}
+    iv_task, unit = _interval()
+    keys, combos = coverage_groups()
+    groups = cal.get(f"{iv_task}_by_group") or {}
     level = float(cal.get("level", 0.9))
     if not groups:
-        return _note("no age interval coverage per group: the model stores no age intervals, or no image of the "
-                     "evaluation half has age, ethnicity and gender labels")
+        return _note(f"no {iv_task} interval coverage per group: the model stores no {iv_task} intervals, or no "
+                     f"image of the evaluation half has {', '.join([iv_task, *keys[:-1]])} and "
+                     f"{keys[-1] if keys else ''} labels")
     t = age_targets(level)
-    try:
-        grid = [f"{e} & {g}" for e in get_task("ethnicity").labels for g in get_task("gender").labels]
-    except Exception:  # noqa: BLE001 - a task set without these heads
-        grid = []
+    grid = [" & ".join(c) for c in combos]
     rows = []
     for name in list(dict.fromkeys(grid + list(groups))):
         b = groups.get(name) or {}
@@ -309,8 +324,14 @@ def _age_group_table(cal: Mapping[str, Any]) -> str:
         rows.append([esc(name), esc(b["n"]), esc(percent(b.get("coverage"))), esc(_cov_ci(b)),
                      esc(number(b.get("mean_width"), 1)), esc(number(b.get("median_width"), 1)), verdict])
     target = f"target ≥ {t[1]:.0%} (n ≥ {GROUP_MIN})" if t else "target"
-    return _table(["ethnicity & gender", "faces", "coverage", "95% CI", "mean width (years)", "median width (years)",
+    return _table([" & ".join(keys), "faces", "coverage", "95% CI", f"mean width ({unit})", f"median width ({unit})",
                    target], rows, cls="coverage-groups")
+
+
+def _interval() -> tuple[str, str]:
+    """The task whose interval coverage is measured (age) and its unit (years)."""
+    spec = interval_task()
+    return (spec.name, spec.unit) if spec is not None else ("", "")
 
 
 def _calibration_tables(cal: Mapping[str, Any]) -> str:
@@ -320,8 +341,10 @@ def _calibration_tables(cal: Mapping[str, Any]) -> str:
     t = age_targets(level)
     temps = cal.get("temperatures") or {}
     fitted = cal.get("fitted_on") or {}
+    iv_task, unit = _interval()
+    keys = coverage_groups()[0]
     parts = [f'<p class="summary">Measured on {esc(cal.get("measured_on", "n/a"))}: {esc(cal.get("n", 0))} images. '
-             f'Age interval level {esc(f"{level:.0%}")}; temperatures '
+             f'{esc(iv_task.capitalize())} interval level {esc(f"{level:.0%}")}; temperatures '
              + esc(format_temperatures(temps) or "none") + '.</p>']
     if fitted:
         parts.append('<p class="small">Fitted on: ' + esc("; ".join(
@@ -329,7 +352,7 @@ def _calibration_tables(cal: Mapping[str, Any]) -> str:
     parts.append(_FEW_NOTE)
     rows, ece_rows = [], []
     for src, b in (cal.get("by_source") or {}).items():
-        a = b.get("age") or {}
+        a = b.get(iv_task) or {}
         if a.get("n"):
             cov = finite_number(a.get("coverage"))
             if a["n"] < GROUP_MIN:
@@ -340,8 +363,9 @@ def _calibration_tables(cal: Mapping[str, Any]) -> str:
                 verdict = '<span class="empty">no target at this level</span>'
             rows.append([esc(src), esc(a["n"]), esc(percent(a.get("coverage"))), esc(_cov_ci(a)),
                          esc(number(a.get("mean_width"), 1)), esc(number(a.get("median_width"), 1)), verdict])
-        elif "age" in b:
-            rows.append([esc(src), "0", '<span class="empty">no age labels</span>', "n/a", "n/a", "n/a", ""])
+        elif iv_task in b:
+            rows.append([esc(src), "0", f'<span class="empty">no {esc(iv_task)} labels</span>', "n/a", "n/a", "n/a",
+                         ""])
         for task, e in (b.get("ece") or {}).items():
             after = finite_number(e.get("after"))
             ece_rows.append([esc(src), esc(task), esc(e.get("n", 0)),
@@ -350,13 +374,14 @@ def _calibration_tables(cal: Mapping[str, Any]) -> str:
                              '<span class="empty">none</span>',
                              _few() if e.get("n", 0) < GROUP_MIN
                              else _verdict(after is not None and after <= ECE_TARGET)])
-    parts.append(f"<h3>Age interval ({esc(f'{level:.0%}')}) per source</h3>")
+    parts.append(f"<h3>{esc(iv_task.capitalize())} interval ({esc(f'{level:.0%}')}) per source</h3>")
     band = f"target {t[0][0]:.0%}–{t[0][1]:.0%}" if t else "target"
-    parts.append(_table(["source", "faces", "coverage", "95% CI", "mean width (years)", "median width (years)", band],
-                        rows, cls="coverage-sources") if rows
-                 else _note("no age interval measured: the model stores no age intervals, or the evaluation half "
-                            "has no age labels"))
-    parts.append("<h3>Age interval coverage per ethnicity × gender</h3>" + _age_group_table(cal))
+    parts.append(_table(["source", "faces", "coverage", "95% CI", f"mean width ({unit})", f"median width ({unit})",
+                         band], rows, cls="coverage-sources") if rows
+                 else _note(f"no {iv_task} interval measured: the model stores no {iv_task} intervals, or the "
+                            f"evaluation half has no {iv_task} labels"))
+    parts.append(f"<h3>{esc(iv_task.capitalize())} interval coverage per {esc(' × '.join(keys))}</h3>"
+                 + _age_group_table(cal))
     parts.append("<h3>ECE per source and head, before → after calibration</h3>"
                  '<p class="small">Before: the plain softmax; after: with the stored temperature (the probabilities '
                  'the model reports).</p>')
@@ -581,13 +606,15 @@ def render_html(report: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] 
     if samples is None:
         samples = report.get("samples")
     metrics = report.get("metrics", {})
+    regression = _regression_tasks(metrics)
     sections = [
         _summary_section(report), _data_section(report), _metrics_section(metrics), _confusion_section(metrics),
-        _age_section(metrics, samples),
+        *[_regression_section(t, metrics[t], samples) for t in regression],
         _calibration_section(metrics, report.get("calibration")), _fairness_section(report.get("fairness", {})),
         _gallery_section(metrics, samples),
     ]
-    nav = (("summary", "Summary"), ("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), ("age", "Age"),
+    plots = [(t, t.capitalize()) for t in regression or [n for n in list_tasks() if get_task(n).kind == "regression"]]
+    nav = (("summary", "Summary"), ("data", "Data"), ("metrics", "Metrics"), ("confusion", "Confusion"), *plots,
            ("calibration", "Calibration"), ("fairness", "Fairness"), ("gallery", "Gallery"))
     return _page("facemtl evaluation report", report, sections, nav,
                  "Numbers: report.json, metrics.csv, fairness.csv next to this file.")
@@ -598,11 +625,14 @@ def _coverage_section(cal: Mapping[str, Any] | None) -> str:
     if cal is None:
         return ""
     level = float(cal.get("level", 0.9))
-    intro = (f'<p class="small">How often the {esc(f"{level:.0%}")} age interval contains the true age, per group, '
-             f'measured on {esc(cal.get("measured_on", "n/a"))} ({esc(cal.get("n", 0))} images); 95% bootstrap '
-             f'interval of the coverage. A verdict against the target needs at least {esc(GROUP_MIN)} faces: '
-             'smaller groups are marked few (their numbers are shown, not held to the target).</p>')
-    return _section("age-coverage", "Age interval coverage per group", intro + _age_group_table(cal))
+    iv_task, _ = _interval()
+    intro = (f'<p class="small">How often the {esc(f"{level:.0%}")} {esc(iv_task)} interval contains the true '
+             f'{esc(iv_task)}, per group, measured on {esc(cal.get("measured_on", "n/a"))} ({esc(cal.get("n", 0))} '
+             f'images); 95% bootstrap interval of the coverage. A verdict against the target needs at least '
+             f'{esc(GROUP_MIN)} faces: smaller groups are marked few (their numbers are shown, not held to the '
+             'target).</p>')
+    return _section(f"{iv_task}-coverage", f"{iv_task.capitalize()} interval coverage per group",
+                    intro + _age_group_table(cal))
 
 
 def render_audit_html(report: Mapping[str, Any]) -> str:
@@ -610,8 +640,9 @@ def render_audit_html(report: Mapping[str, Any]) -> str:
     table, the fairness section with a bar chart per grouping (the headline metric per group, with its CI) and,
     for a calibrated model, the age interval coverage per ethnicity x gender group."""
     cal = report.get("calibration")
+    iv_task, _ = _interval()
     nav = ([("summary", "Summary"), ("data", "Data"), ("fairness", "Fairness")]
-           + ([("age-coverage", "Age interval coverage")] if cal else []))
+           + ([(f"{iv_task}-coverage", f"{iv_task.capitalize()} interval coverage")] if cal else []))
     return _page("facemtl fairness audit", report,
                  [_summary_section(report, metrics_table=False), _data_section(report),
                   _fairness_section(report.get("fairness", {}), charts=True), _coverage_section(cal)],

@@ -1,5 +1,6 @@
 """The charts of the HTML reports as inline SVG: a tiny plot with linear axes (:class:`Plot`) and the charts built
-on it (age scatter, error histogram, MAE per age band, reliability diagram, headline metric per group).
+on it (the scatter, error histogram and MAE per band of a regression task such as age, reliability diagram,
+headline metric per group).
 
 Every chart is one ``<svg>`` string (class ``chart <kind>``, an ``aria-label`` naming it); numbers are formatted by
 :mod:`facemtl.report._format`.
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..evaluate._json import finite_number
+from ..tasks import TaskSpec, get_task, list_tasks
 from ._format import METRIC_NAMES, esc, format_ci, format_metric, format_value, short_group_name
 
 __all__ = ["Plot", "age_scatter", "error_histogram", "group_chart", "mae_band_chart", "reliability_chart", "ticks"]
@@ -91,25 +93,44 @@ def ticks(lo: float, hi: float, n: int = 5) -> list[tuple[float, str]]:
     return out
 
 
-def age_scatter(true: list[float], pred: list[float]) -> str:
-    p = Plot("Predicted vs true age", (0, 100), (0, 100), "true age (years)", "predicted age (years)",
-              kind="chart scatter")
-    p.line(0, 0, 100, 100)
+def _regression(spec: TaskSpec | None) -> tuple[str, str, tuple[float, float]]:
+    """(name, unit, value range) of the regression task a chart shows: ``spec``, else the first registered
+    regression task (age, years, 0-100)."""
+    if spec is None:
+        spec = next(get_task(n) for n in list_tasks() if get_task(n).kind == "regression")
+    lo, hi = spec.value_range or (0.0, 100.0)
+    return spec.name, spec.unit, (lo, hi)
+
+
+def _num(v: float) -> float | int:
+    """A bound as it is written: whole numbers without a decimal (``0``, not ``0.0``)."""
+    return int(v) if float(v).is_integer() else v
+
+
+def age_scatter(true: list[float], pred: list[float], spec: TaskSpec | None = None) -> str:
+    """Predicted against true values of a regression task (default: age), on its value range."""
+    name, unit, (lo, hi) = _regression(spec)
+    lo, hi = _num(lo), _num(hi)
+    p = Plot(f"Predicted vs true {name}", (lo, hi), (lo, hi), f"true {name} ({unit})", f"predicted {name} ({unit})",
+             kind="chart scatter")
+    p.line(lo, lo, hi, hi)
     step = max(1, len(true) // 4000)
     for t, q in list(zip(true, pred))[::step]:
         p.add(f'<circle cx="{p.px(t):.1f}" cy="{p.py(q):.1f}" r="1.6" fill="#2b6cb0" fill-opacity=".35"/>')
     return p.svg()
 
 
-def error_histogram(errors: list[float], width: float = 2.0, limit: float = 40.0) -> str:
+def error_histogram(errors: list[float], width: float = 2.0, limit: float = 40.0, spec: TaskSpec | None = None) -> str:
+    """The errors (predicted - true) of a regression task (default: age), clipped at ``limit``."""
+    name, unit, _ = _regression(spec)
     nb = int(2 * limit / width)
     counts = [0] * nb
     for e in errors:
         i = int((min(max(e, -limit), limit - 1e-9) + limit) // width)
         counts[i] += 1
     top = max(counts) or 1
-    p = Plot("Age error (predicted − true)", (-limit, limit), (0, top * 1.1), "error (years, clipped at ±40)",
-              "images", kind="chart histogram")
+    p = Plot(f"{name.capitalize()} error (predicted − true)", (-limit, limit), (0, top * 1.1),
+             f"error ({unit}, clipped at ±{limit:g})", "images", kind="chart histogram")
     for i, c in enumerate(counts):
         if c:
             lo = -limit + i * width
@@ -118,12 +139,14 @@ def error_histogram(errors: list[float], width: float = 2.0, limit: float = 40.0
     return p.svg()
 
 
-def mae_band_chart(by_band: Mapping[str, Mapping[str, Any]]) -> str:
+def mae_band_chart(by_band: Mapping[str, Mapping[str, Any]], spec: TaskSpec | None = None) -> str:
+    """MAE per band of the true value of a regression task (default: age)."""
+    name, unit, _ = _regression(spec)
     bands = list(by_band)
     vals = [finite_number(by_band[b].get("mae")) for b in bands]
     top = max([v for v in vals if v is not None] + [1.0]) * 1.2
-    p = Plot("MAE per age band", (0, len(bands)), (0, top), "true age band (years)", "MAE (years)",
-              kind="chart bars")
+    p = Plot(f"MAE per {name} band", (0, len(bands)), (0, top), f"true {name} band ({unit})", f"MAE ({unit})",
+             kind="chart bars")
     for i, (b, v) in enumerate(zip(bands, vals)):
         n = by_band[b].get("n", 0)
         if v is None:

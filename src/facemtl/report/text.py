@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..evaluate._json import finite_number
-from ..evaluate.calibration_report import GROUP_MIN, age_targets
+from ..evaluate.calibration_report import GROUP_MIN, age_targets, coverage_groups
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS, group_values
+from ..tasks import get_task, interval_task, list_tasks
 from ._format import (
+    SHARE_METRICS,
     confidence_level,
     format_ci,
     format_gap,
@@ -32,6 +34,7 @@ from ._format import (
 )
 
 __all__ = [
+    "source_columns",
     "fairness_sentence",
     "format_age_coverage",
     "format_by_source",
@@ -65,8 +68,8 @@ def _format_task(name: str, m: Mapping[str, Any]) -> list[str]:
             f"  MAE {number(m.get('mae'))}  RMSE {number(m.get('rmse'))}  R² {number(m.get('r2'), 3)}"
             f"  CS@5 {percent(m.get('cs5'))}"
         )
-        if "age_group_accuracy" in m:
-            lines.append(f"  age-group accuracy {percent(m['age_group_accuracy'])}")
+        for key in [k for k in m if k.endswith("_accuracy")]:  # the label grouping's: "age_group_accuracy"
+            lines.append(f"  {key[:-len('_accuracy')].replace('_', '-')} accuracy {percent(m[key])}")
         if "mae_by_band" in m:
             parts = [f"{band} {number(v['mae'])} (n={v['n']})" for band, v in m["mae_by_band"].items()]
             lines.append("  MAE by band: " + "  ".join(parts))
@@ -118,14 +121,27 @@ def format_metrics(report: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- per source
 
 
+# How a figure of a task's ``per_source`` is headed in the per-source table ("age MAE", "emotion acc (FER+)").
+_SOURCE_HEADS = {"mae": "MAE", "accuracy": "acc", "balanced_accuracy": "bal. acc", "interval.in_bin": "in bin",
+                 "ferplus.accuracy": "acc (FER+)"}
+
+
+def source_columns() -> list[tuple[str, str, str, bool]]:
+    """The per-source table's columns: (heading, task, key into its metrics, a share) for the ``per_source``
+    figures of every registered task (age MAE, age in bin, gender acc, emotion acc, ...)."""
+    cols = []
+    for name in list_tasks():
+        spec = get_task(name)
+        for key in spec.per_source:
+            head = _SOURCE_HEADS.get(key, key.replace("_", " "))
+            cols.append((f"{name} {head}", name, key, key.rsplit(".", 1)[-1] in SHARE_METRICS | {"in_bin"}))
+    return cols
+
+
 def format_by_source(report: dict[str, Any]) -> str:
     """One line per source with its headline figures (the cross-dataset table of the model card)."""
     # (column, task, key, a share: as a percentage without the sign)
-    cols = [("age MAE", "age", "mae", False), ("age in bin", "age", "interval.in_bin", True),
-            ("gender acc", "gender", "accuracy", True), ("emotion acc", "emotion", "accuracy", True),
-            ("emotion acc (FER+)", "emotion", "ferplus.accuracy", True),
-            ("ethnicity acc", "ethnicity", "accuracy", True),
-            ("ethnicity bal. acc", "ethnicity", "balanced_accuracy", True)]
+    cols = source_columns()
 
     def get(m: dict[str, Any], task: str, key: str) -> Any:
         node: Any = m.get(task, {})
@@ -308,26 +324,33 @@ def format_calibration(section: Mapping[str, Any]) -> str:
     """The text summary of :func:`~facemtl.evaluate.calibration_report.calibration_report`
     (``facemtl evaluate`` prints it for a calibrated model)."""
     lvl = section["level"]
+    iv_task, unit = _interval_task()
     lines = [f"calibration (on {section['measured_on']}; {section['n']} images); temperatures: "
              + format_temperatures(section.get("temperatures", {}), prefix="")]
     for src, b in section.get("by_source", {}).items():
         parts = []
-        a = b.get("age") or {}
+        a = b.get(iv_task) or {}
         if a.get("n"):
             ci = format_interval(a.get("coverage_ci"), _share)
-            parts.append(f"age {lvl:.0%} interval coverage {_share(a['coverage'])}" + (f" {ci}" if ci else "")
-                         + f", mean width {a['mean_width']:.1f} y (n={a['n']})")
+            parts.append(f"{iv_task} {lvl:.0%} interval coverage {_share(a['coverage'])}" + (f" {ci}" if ci else "")
+                         + f", mean width {a['mean_width']:.1f} {unit} (n={a['n']})")
         for task, e in (b.get("ece") or {}).items():
             before = f"{_share(e['before'])} -> " if "before" in e else ""
             parts.append(f"{task} ECE {before}{_share(e['after'])} (n={e['n']})")
         if parts:
             lines.append(f"  {src}: " + "; ".join(parts))
-    groups = section.get("age_by_group") or {}
+    groups = section.get(f"{iv_task}_by_group") or {}
     if groups:
         cells = [f"{k} {_share(v['coverage'])} (n={v['n']}{'' if v['held_to_target'] else ', few'})"
                  for k, v in groups.items() if v.get("n")]
-        lines.append("  age interval coverage by ethnicity x gender: " + "; ".join(cells))
+        lines.append(f"  {iv_task} interval coverage by {' x '.join(coverage_groups()[0])}: " + "; ".join(cells))
     return "\n".join(lines)
+
+
+def _interval_task() -> tuple[str, str]:
+    """The name of the task whose interval coverage is measured (age), and its short unit (y)."""
+    spec = interval_task()
+    return (spec.name, spec.unit_short) if spec is not None else ("", "")
 
 
 def format_age_coverage(section: Mapping[str, Any]) -> str:
@@ -335,12 +358,14 @@ def format_age_coverage(section: Mapping[str, Any]) -> str:
     :func:`~facemtl.evaluate.calibration_report.calibration_report`, one line a group
     (``facemtl audit`` prints it after the fairness summary)."""
     lvl = float(section["level"])
-    groups = {k: v for k, v in (section.get("age_by_group") or {}).items() if v.get("n")}
-    head = (f"age {lvl:.0%} interval coverage by ethnicity x gender, measured on {section['measured_on']} "
+    iv_task, unit = _interval_task()
+    keys = coverage_groups()[0]
+    groups = {k: v for k, v in (section.get(f"{iv_task}_by_group") or {}).items() if v.get("n")}
+    head = (f"{iv_task} {lvl:.0%} interval coverage by {' x '.join(keys)}, measured on {section['measured_on']} "
             f"({section.get('n', 0)} images)")
     if not groups:
-        return (head + ": none (the model stores no age intervals, or no evaluated image has age, ethnicity and "
-                "gender labels)")
+        return (head + f": none (the model stores no {iv_task} intervals, or no evaluated image has "
+                f"{', '.join([iv_task, *keys[:-1]])} and {keys[-1] if keys else ''} labels)")
     t = age_targets(lvl)
     head += (f"; target >= {t[1]:.0%} in every group of at least {GROUP_MIN} faces:" if t else
              f"; groups of fewer than {GROUP_MIN} faces are marked few:")
@@ -354,6 +379,6 @@ def format_age_coverage(section: Mapping[str, Any]) -> str:
             verdict = "meets the target" if v["coverage"] >= t[1] else "below the target"
         else:
             verdict = ""
-        lines.append(f"  {k:<{width}}  {_share(v['coverage']):>6} {ci_s:<17} mean width {v['mean_width']:.1f} y  "
+        lines.append(f"  {k:<{width}}  {_share(v['coverage']):>6} {ci_s:<17} mean width {v['mean_width']:.1f} {unit}  "
                      f"n={v['n']}" + (f"  {verdict}" if verdict else ""))
     return "\n".join(lines)

@@ -31,8 +31,13 @@ from .state import PixelBudget, ServeSettings, ServiceState
 
 __all__ = ["PixelBudget", "ServeError", "create_app"]
 
-_DESCRIPTION = ("Face attributes (age, gender, emotion, ethnicity) for every face in a photo. "
-                "Results use the same schema as `ImageResult.to_dict()` in Python and `facemtl predict --json`.")
+
+def _description() -> str:
+    """The OpenAPI description: the registered tasks, and where the result schema is defined."""
+    from ..tasks import list_tasks
+
+    return (f"Face attributes ({', '.join(list_tasks())}) for every face in a photo. "
+            "Results use the same schema as `ImageResult.to_dict()` in Python and `facemtl predict --json`.")
 
 
 @contextlib.asynccontextmanager
@@ -94,7 +99,7 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     if isinstance(allowed_hosts, str):
         allowed_hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()]
     service = ServiceState.build(analyzer, settings)
-    app = _app_class()(title="facemtl", version=__version__, lifespan=_lifespan, description=_DESCRIPTION)
+    app = _app_class()(title="facemtl", version=__version__, lifespan=_lifespan, description=_description())
     app.state.service = service
     app.state.worker = service.worker  # the parts tests and tools look at, under their own names
     app.state.pixels = service.pixels

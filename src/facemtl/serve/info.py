@@ -25,15 +25,18 @@ def checkpoint_label(path: Any) -> str | None:
 
 
 def _task_info(spec: Any) -> dict[str, Any]:
-    from ..tasks import AGE_GROUPS
-
+    """One task as /info lists it (what the page shows it by): name, kind and labels (a regression task with a
+    label grouping: the group names in ``label``, with ``group_name``), plus a regression task's value range and
+    unit."""
     t: dict[str, Any] = {"name": spec.name, "kind": spec.kind}
     if spec.kind == "classification":
         t["labels"] = list(spec.labels)
     else:
         t["value_range"] = list(spec.value_range) if spec.value_range else None
-        if spec.name == "age":
-            t["labels"] = [name for name, _lo in AGE_GROUPS]  # the age group names in `label`
+        if spec.label_grouping:
+            t["labels"] = list(spec.group_names)  # the group names in `label` (age: the age groups)
+            t["group_name"] = spec.label_grouping.replace("_", " ")  # "age group"
+        t["unit"], t["unit_short"] = spec.unit, spec.unit_short
     return t
 
 

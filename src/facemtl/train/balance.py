@@ -1,7 +1,8 @@
 """Bias mitigation for training: per-sample weights that equalise demographic groups.
 
-A *group* is a combination of attribute values read from a sample's own labels (``ethnicity``,
-``gender`` and ``age_band``, the grouping keys of the fairness audit). Each group's weight is
+A *group* is a combination of attribute values read from a sample's own labels (the registry's slices,
+:func:`facemtl.groups.slice_keys`: ``ethnicity``, ``gender`` and ``age_band``, the grouping keys of the fairness
+audit; codes from :func:`facemtl.groups.group_codes`). Each group's weight is
 ``(1 / count) ** power``, normalised to mean 1 over the labelled samples of a source and clipped at
 ``max_ratio`` times the smallest weight, so a handful of rare samples cannot dominate training. Samples
 missing any balancing attribute (e.g. FER2013 faces, which have no ethnicity) keep weight 1.
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError, unknown_name
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS
-from ..tasks import AGE_BANDS
+from ..groups import group_codes
 
 if TYPE_CHECKING:
     import torch
@@ -47,24 +48,10 @@ def check_balance(mode: str, keys: Sequence[str], power: float, max_ratio: float
         raise ConfigError(f"balance_max_ratio must be at least 1, got {max_ratio}")
 
 
-def _attribute_codes(targets: Mapping[str, torch.Tensor], key: str, n: int) -> np.ndarray:
-    """(n,) int codes of one attribute; -1 where the sample has no label for it."""
-    if key == "age_band":
-        if "age" not in targets:
-            return np.full(n, -1)
-        age = targets["age"].numpy().astype(np.float64)
-        bounds = np.array([lo for _, lo in AGE_BANDS[1:]])
-        codes = np.searchsorted(bounds, np.floor(np.nan_to_num(age, nan=0.0)), side="right")
-        return np.where(np.isnan(age), -1, codes)
-    if key not in targets:
-        return np.full(n, -1)
-    return targets[key].numpy().astype(np.int64)
-
-
 def group_ids(targets: Mapping[str, torch.Tensor], keys: Sequence[str]) -> np.ndarray:
     """(N,) group index per sample over the crossing of ``keys``; -1 where any attribute is missing."""
     n = len(next(iter(targets.values()))) if targets else 0
-    codes = np.stack([_attribute_codes(targets, k, n) for k in keys], 1) if n else np.zeros((0, len(keys)), int)
+    codes = group_codes(targets, keys) if n else np.zeros((0, len(keys)), int)
     missing = (codes < 0).any(1)
     ids = np.full(n, -1, dtype=np.int64)
     if (~missing).any():

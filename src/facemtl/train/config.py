@@ -11,8 +11,8 @@ from ..crop import DEFAULT_GEOMETRY, CropGeometry
 from ..data.augment import AugmentConfig
 from ..errors import ConfigError, unknown_name
 from ..preprocess import DEFAULT_FRAMING, Framing
-from ..tasks import resolve_tasks
-from .balance import check_balance
+from ..tasks import list_tasks, resolve_tasks
+from .balance import BALANCE_KEYS, check_balance
 
 __all__ = ["TrainConfig", "AGE_LOSSES", "LOSS_WEIGHTINGS", "NO_FACE_POLICIES"]
 
@@ -43,7 +43,7 @@ class TrainConfig:
     no_face: str = "keep"
     out: str = "runs/facemtl"
     backbone: str = "lite0"
-    tasks: tuple[str, ...] = ("age", "gender", "emotion", "ethnicity")
+    tasks: tuple[str, ...] = tuple(list_tasks())  # every registered task
     input_size: int | None = None
     pretrained: bool = True
     init_backbone: str | None = None
@@ -66,7 +66,7 @@ class TrainConfig:
     epoch_size: int | None = None
     val_flip_tta: bool = True
     balance: str = "none"
-    balance_by: tuple[str, ...] = ("ethnicity",)
+    balance_by: tuple[str, ...] = BALANCE_KEYS[:1]  # the first slice: ethnicity
     balance_power: float = 1.0
     balance_max_ratio: float = 10.0
     seed: int = 0

@@ -19,10 +19,11 @@ import torch
 
 from ..data.transforms import AugmentConfig, augment_batch
 from ..errors import FacemtlError, unknown_name
+from ..evaluate.metrics import get_metric
 from ..models.base import predict_crops_raw
 from ..models.factory import ModelConfig, create_model, load_checkpoint, save_checkpoint
 from ..models.multitask import MultiTaskNet
-from ..tasks import get_task, in_interval
+from ..tasks import get_task, in_interval, list_tasks
 from .balance import group_weights
 from .config import TrainConfig
 from .data import SourceData, build_sources, gather_records
@@ -41,20 +42,31 @@ def _device(name: str) -> torch.device:
 
 
 def selection_score(m: dict[str, float]) -> float:
-    """One number to pick the best epoch: the mean over sources of each source's mean of its accuracies,
-    (1 - age MAE / 10) and the share of ages inside their bin; every held-out source counts equally.
+    """One number to pick the best epoch: the mean over sources of each source's mean of its tasks' headline
+    figures (accuracies; a lower-is-better headline as ``1 - v / selection_scale``: 1 - age MAE / 10) and the
+    share of values inside their labelled interval (``in_bin``: ages inside their bin); every held-out source
+    counts equally. The terms come from the task specs (:meth:`facemtl.tasks.TaskSpec.selection_term`).
 
     Keys are ``source/task/metric`` (per source) or ``task/metric`` (one pooled source)."""
     by_source: dict[str, list[float]] = {}
     for k, v in m.items():
         parts = k.split("/")
         src, key = ("", k) if len(parts) == 2 else (parts[0], "/".join(parts[1:]))
-        if key in ("gender/accuracy", "emotion/accuracy", "ethnicity/accuracy", "age/in_bin"):
-            by_source.setdefault(src, []).append(v)
-        elif key == "age/mae":
-            by_source.setdefault(src, []).append(max(0.0, 1.0 - v / 10.0))
+        task, _, metric = key.partition("/")
+        if task not in list_tasks() or "/" in metric:
+            continue
+        term = get_task(task).selection_term(metric, v)
+        if term is not None:
+            by_source.setdefault(src, []).append(term)
     scores = [float(np.mean(v)) for v in by_source.values() if v]
     return float(np.mean(scores)) if scores else 0.0
+
+
+# The headline figures quick_metrics computes on tensors (any other headline goes through the metric registry).
+_QUICK: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "accuracy": lambda p, t: (p == t).float().mean(),
+    "mae": lambda p, t: (p - t).abs().mean(),
+}
 
 
 def predict_arrays(model: torch.nn.Module, images: np.ndarray | torch.Tensor, size: int, batch_size: int = 256,
@@ -68,8 +80,8 @@ def predict_arrays(model: torch.nn.Module, images: np.ndarray | torch.Tensor, si
 
 def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, device: torch.device,
                   flip_tta: bool = True) -> dict[str, float]:
-    """Headline validation metrics per source and task (``source/task/metric``): age MAE, the share of ages
-    inside their bin (interval labels), accuracies, and the counts."""
+    """Headline validation metrics per source and task (``source/task/metric``): each task's headline (age MAE,
+    accuracies), the share of values inside their bin (interval labels: ages), and the counts."""
     m: dict[str, float] = {}
     for src in sources:
         if len(src) == 0:
@@ -82,10 +94,10 @@ def quick_metrics(model: torch.nn.Module, sources: list[SourceData], size: int, 
             values, _ = spec.decode_raw(r)
             if mask.any():
                 p, tt = values[mask].float(), t[mask].float()
-                if spec.kind == "classification":
-                    m[f"{src.name}/{name}/accuracy"] = float((p == tt).float().mean())
-                else:
-                    m[f"{src.name}/{name}/mae"] = float((p - tt).abs().mean())
+                quick = _QUICK.get(spec.headline)
+                m[f"{src.name}/{name}/{spec.headline}"] = float(quick(p, tt)) if quick is not None else \
+                    float(get_metric(spec.headline)(tt.numpy(), p.numpy().astype(np.int64) if spec.kind ==
+                                                    "classification" else p.numpy()))
                 m[f"{src.name}/{name}/n"] = float(mask.sum())
             lo = src.targets.get(f"{name}_lo")
             if lo is not None and (~torch.isnan(lo)).any():
@@ -388,7 +400,7 @@ def _setup(cfg: TrainConfig, sources: list[SourceData] | None, progress: Callabl
         torch.set_num_threads(cfg.threads)
     out = _prepare_out(cfg, dinfo)
     model = _build_model(cfg)
-    size = model.config.input_size  # type: ignore[union-attr]
+    size = model.config.input_size
     assert isinstance(size, int)
     manifest_sha: str | None = None
     counts: dict[str, Any] = {}

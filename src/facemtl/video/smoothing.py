@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..results import Prediction
-from ..tasks import TaskSpec, age_group, most_probable_group
+from ..tasks import TaskSpec
 
 __all__ = ["AttributeSmoother"]
 
@@ -15,11 +15,13 @@ class AttributeSmoother:
 
     Classification: the probabilities are averaged; the label is the arg-max of the averaged
     probabilities and the value its probability. Regression: the value (age: years) and, when present,
-    its group probabilities are averaged; the age group is recomputed from the averaged age.
+    its group probabilities are averaged; the label (a task with a label grouping: the age group) is the most
+    probable averaged group, or the group of the averaged value.
     The first observation of a track is taken as is.
     """
 
     def __init__(self, tasks: Sequence[TaskSpec], alpha: float = 0.3) -> None:
+        self.specs = {t.name: t for t in tasks}
         self.kinds = {t.name: t.kind for t in tasks}
         self.alpha = float(alpha)
         self._state: dict[int, dict[str, tuple[float, dict[str, float] | None, float | None, float | None]]] = {}
@@ -44,7 +46,10 @@ class AttributeSmoother:
                 best = max(probs, key=probs.__getitem__)  # first label wins a tie, as argmax does
                 out[name] = Prediction(name, best, probs[best], probs)
             else:
-                label = (most_probable_group(probs) if probs else age_group(value)) if name == "age" else pred.label
+                spec = self.specs.get(name)
+                label = pred.label
+                if spec is not None and spec.kind == "regression" and spec.label_grouping:
+                    label = spec.most_probable_group(probs) if probs else spec.group_of(value)
                 out[name] = Prediction(name, label, value, probs, low, high, pred.level)
         return out
 
