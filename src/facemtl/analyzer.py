@@ -21,14 +21,14 @@ from .models.base import FaceModel, as_face_model, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
 from .quality import DEFAULT_RULES, assess, check_min_quality
 from .results import Box, Face, ImageResult, Prediction
-from .tasks import AGE_GROUP_NAMES, TaskSpec, age_group, group_probabilities, most_probable_group
+from .tasks import TaskSpec
 
-__all__ = ["FaceAnalyzer", "AnalyzerOptions", "decode_outputs", "ItemError"]
+__all__ = ["FaceAnalyzer", "AnalyzerConfig", "AnalyzerOptions", "decode_outputs", "ItemError"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnalyzerOptions:
-    """Per-call behaviour of the analyzer.
+    """Per-call behaviour of the analyzer. Frozen: change a copy with ``dataclasses.replace`` (checked again).
 
     Attributes:
         min_face: ignore faces whose box is smaller than this many pixels (shorter side).
@@ -55,7 +55,7 @@ class AnalyzerOptions:
     min_quality: str = "low"
 
     def __post_init__(self) -> None:
-        self.age_interval = check_level(self.age_interval)
+        object.__setattr__(self, "age_interval", check_level(self.age_interval))
         check_min_quality(self.min_quality)
         if self.min_face < 0:
             raise ConfigError(f"min_face must be >= 0, got {self.min_face}")
@@ -63,6 +63,40 @@ class AnalyzerOptions:
             raise ConfigError(f"max_faces must be >= 1 or None, got {self.max_faces}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """What :meth:`FaceAnalyzer.from_checkpoint` loads, by name (``facemtl``'s ``--model``, ``--detector``,
+    ``--tasks``, ``--device``, ``--threads`` and ``--min-score``); the rest is :class:`AnalyzerOptions`. Frozen:
+    change a copy with ``dataclasses.replace`` (checked again).
+
+    Attributes:
+        model: None (the bundled default), a bundled name, an ``.onnx`` file or a ``.pt`` checkpoint (``path``).
+        detector: detector name (``facemtl.detect.list_detectors()``).
+        tasks: run only these tasks ("age,gender" or a sequence of names); None: all the model has.
+        device: auto, cpu, cuda or cuda:N (spelling checked here; whether it exists, when loading).
+        threads: CPU threads of the backend (None: the library's default).
+        min_score: the detector's confidence threshold (None: the detector's own).
+    """
+
+    model: str | None = None
+    detector: str = default_detector_name()
+    tasks: str | tuple[str, ...] | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        from ._device import check_device_name
+        from .detect import list_detectors
+        from .errors import unknown_name
+
+        object.__setattr__(self, "device", check_device_name(self.device))
+        if self.detector not in list_detectors():
+            raise unknown_name("detector", self.detector, list_detectors())
+        if self.tasks is not None and not isinstance(self.tasks, str):
+            object.__setattr__(self, "tasks", tuple(self.tasks))
 
 
 @dataclass(frozen=True)
@@ -77,8 +111,10 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: 
                    level: float = DEFAULT_LEVEL) -> list[dict[str, Prediction]]:
     """Raw head outputs {task: (B, W)} -> one {task: Prediction} per face, labels from the TaskSpecs.
 
-    With a ``calibration``, class probabilities are temperature-scaled and ages get the conformal interval at
-    ``level``; without one, probabilities are the plain softmax and ages have no interval."""
+    With a ``calibration``, class probabilities are temperature-scaled and an interval task's values (age) get
+    the conformal interval at ``level``; without one, probabilities are the plain softmax and values have no
+    interval. A regression task with a label grouping (age) reports its group probabilities and, as its label,
+    the most probable group."""
     n = len(next(iter(raw.values()))) if raw else 0
     per_face: list[dict[str, Prediction]] = [{} for _ in range(n)]
     for spec in tasks:
@@ -88,10 +124,10 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: 
         if spec.kind == "classification" and calibration is not None and spec.name in calibration.temperatures:
             probs = calibration.probabilities(spec.name, raw[spec.name])
         lows = highs = None
-        groups = group_probabilities(probs, spec.bin_centers()) if (probs is not None and spec.name == "age") \
-            else None
-        if spec.name == "age" and calibration is not None and calibration.age is not None:
-            lows, highs = calibration.age.intervals(np.asarray(values, dtype=float), level)
+        groups = spec.group_probabilities(probs) if (probs is not None and spec.label_grouping) else None
+        intervals = calibration.intervals_for(spec.name) if spec.interval and calibration is not None else None
+        if intervals is not None:
+            lows, highs = intervals.intervals(np.asarray(values, dtype=float), level)
         for i in range(n):
             if spec.kind == "classification":
                 assert probs is not None
@@ -101,10 +137,9 @@ def decode_outputs(tasks: Sequence[TaskSpec], raw: dict[str, Any], calibration: 
                                                     {lab: float(p[j]) for j, lab in enumerate(spec.labels)})
             else:
                 v = float(values[i])
-                group_probs = dict(zip(AGE_GROUP_NAMES, map(float, groups[i]))) if groups is not None else None
-                label = None
-                if spec.name == "age":  # one rule: the most probable group (a scalar head: the estimate's group)
-                    label = most_probable_group(group_probs) if group_probs is not None else age_group(v)
+                group_probs = dict(zip(spec.group_names, map(float, groups[i]))) if groups is not None else None
+                # one rule: the most probable group (a scalar head: the estimate's group)
+                label = spec.most_probable_group(group_probs) if group_probs is not None else spec.group_of(v)
                 lo, hi = (float(lows[i]), float(highs[i])) if lows is not None and highs is not None else (None, None)
                 per_face[i][spec.name] = Prediction(spec.name, label, v, group_probs, lo, hi,
                                                     level if lo is not None else None)

@@ -256,7 +256,7 @@ class RayEngine:
         kwargs = analyzer_kwargs(args)  # a bad --model or --device: one error before Ray starts
         path, _ = resolve_weights(kwargs["path"])
         kwargs["path"] = str(os.path.abspath(path))
-        kwargs["threads"] = args.threads or 1
+        kwargs["threads"] = kwargs["threads"] or 1
         self.kwargs = kwargs
         address = getattr(args, "ray_address", None)
         quiet = bool(getattr(args, "quiet", False))

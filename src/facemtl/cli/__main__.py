@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import FacemtlError  # noqa: E402
 from . import audit, batch, calibrate, evaluate, explain, export, predict, serve, train
+from ._args import file_values
 
 COMMANDS = (predict, batch, train, evaluate, calibrate, audit, explain, export, serve)
 
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quiet and hasattr(args, "no_progress"):
         args.no_progress = True  # every command's progress bars go with -q (see also _common.note)
     try:
+        file_values(args)  # a --config file is read, and its keys checked, before the command starts
         return int(args.func(args) or 0)
     except FacemtlError as exc:  # what a user can fix; anything else is a bug and shows as one
         if args.verbose:

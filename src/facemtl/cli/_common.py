@@ -13,7 +13,8 @@ from typing import Any
 
 from .._device import DEVICE_METAVAR, check_device_name, resolve_device_name
 from ..errors import InvalidInputError, OutputError, UnknownNameError
-from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from ..image import IMAGE_EXTENSIONS
+from ._args import Arg, add_dataclass_args, config_from_args
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -38,43 +39,62 @@ def device_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_device_arg(p: argparse.ArgumentParser, default: str, shown: str | None = None) -> None:
-    """The one ``--device`` flag of every command that runs a model; ``default`` may be argparse.SUPPRESS (the
-    config dataclass's default applies, given as ``shown`` for the help)."""
-    shown = shown or default
-    p.add_argument("--device", type=device_arg, default=default, metavar=DEVICE_METAVAR,
-                   help=f"where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or "
-                        f"cuda:N (default: {shown})")
+# The one ``--device`` flag of every command that runs a model (the ``device`` field of its config dataclass).
+DEVICE_ARG = Arg("where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N",
+                 type=device_arg, metavar=DEVICE_METAVAR)
+
+
+def analyzer_help() -> dict[str, dict[str, str | Arg]]:
+    """The flags of :class:`~facemtl.analyzer.AnalyzerConfig` and :class:`~facemtl.analyzer.AnalyzerOptions`,
+    by class name: their help, choices and metavars."""
+    from ..detect import list_detectors
+    from ..quality import QUALITY_LEVELS
+
+    config: dict[str, str | Arg] = {
+        "model": "a bundled model name (default, default-pytorch), an .onnx file (ONNX Runtime) or a .pt checkpoint "
+                 "(needs PyTorch) (default: the bundled model, ONNX Runtime)",
+        "detector": Arg("face detector (default: %(default)s; 'none' = each image is already a face crop)",
+                        choices=list_detectors(), annotate=False),
+        "tasks": "comma-separated subset of tasks to run (default: all)",
+        "device": DEVICE_ARG,
+        "threads": "CPU threads for the model",
+        "min_score": "detector confidence threshold",
+    }
+    options: dict[str, str | Arg] = {
+        "min_face": Arg("ignore faces smaller than this many pixels", annotate=False),
+        "max_faces": "keep at most this many faces per image",
+        "largest_only": Arg("keep only the largest face", action="store_true", annotate=False),
+        "batch_size": Arg("faces per forward pass", annotate=False),
+        "flip_tta": "average each face with its mirror image (default: on)",
+        "max_pixels": "refuse images with more pixels than this",
+        "age_interval": Arg("level of the age interval (age_low, age_high), in (0, 1)", metavar="LEVEL"),
+        "min_quality": Arg("low: keep every face, doubtful ones flagged quality=low with reasons; ok: drop them",
+                           choices=QUALITY_LEVELS),
+    }
+    return {"AnalyzerConfig": config, "AnalyzerOptions": options}
+
+
+ANALYZER_SKIP = ("keep_image",)  # an AnalyzerOptions field the command sets (predict --save-dir), not a flag
+
+
+def analyzer_classes() -> tuple[type, ...]:
+    """The config dataclasses of :func:`add_analyzer_args` (for ``--config``)."""
+    from ..analyzer import AnalyzerConfig, AnalyzerOptions
+
+    return AnalyzerConfig, AnalyzerOptions
 
 
 def add_analyzer_args(p: argparse.ArgumentParser) -> None:
-    from ..detect import default_detector_name, list_detectors
-
-    p.add_argument("--model", help="a bundled model name (default, default-pytorch), an .onnx file (ONNX Runtime) "
-                                   "or a .pt checkpoint (needs PyTorch) (default: the bundled model, ONNX Runtime)")
-    p.add_argument("--detector", default=default_detector_name(), choices=list_detectors(),
-                   help="face detector (default: %(default)s; 'none' = each image is already a face crop)")
-    p.add_argument("--tasks", help="comma-separated subset of tasks to run (default: all)")
-    add_device_arg(p, "cpu")
-    p.add_argument("--threads", type=int, help="CPU threads for the model")
-    p.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this many pixels")
-    p.add_argument("--max-faces", type=int, help="keep at most this many faces per image")
-    p.add_argument("--largest-only", action="store_true", help="keep only the largest face")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
-    p.add_argument("--min-score", type=float, help="detector confidence threshold")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="refuse images with more pixels than this (default: %(default)s)")
-    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
-                   help="average each face with its mirror image (default: on)")
-    p.add_argument("--age-interval", type=float, default=0.9, metavar="LEVEL",
-                   help="level of the age interval (age_low, age_high), in (0, 1) (default: %(default)s)")
-    p.add_argument("--min-quality", choices=("low", "ok"), default="low",
-                   help="low: keep every face, doubtful ones flagged quality=low with reasons; ok: drop them "
-                        "(default: %(default)s)")
+    """The flags of :class:`~facemtl.analyzer.AnalyzerConfig` (what is loaded) and
+    :class:`~facemtl.analyzer.AnalyzerOptions` (how faces are chosen and answered); defaults in the namespace."""
+    helps = analyzer_help()
+    for cls in analyzer_classes():
+        add_dataclass_args(p, cls, skip=ANALYZER_SKIP, help_=helps[cls.__name__], fill_defaults=True)
 
 
-def model_device(args: argparse.Namespace) -> str:
-    """``--device`` resolved for the backend of ``--model`` (ONNX Runtime or PyTorch), before anything loads."""
+def model_device(args: Any) -> str:
+    """``device`` resolved for the backend of ``model`` (ONNX Runtime or PyTorch), before anything loads; of
+    parsed flags or a config (anything with ``model`` and ``device`` attributes)."""
     from ..models.load import require_torch_for, resolve_weights
 
     path, backend = resolve_weights(getattr(args, "model", None))
@@ -83,16 +103,35 @@ def model_device(args: argparse.Namespace) -> str:
     return resolve_device_name(getattr(args, "device", "cpu"), backend)
 
 
+def analyzer_config(args: argparse.Namespace):
+    """The :class:`~facemtl.analyzer.AnalyzerConfig` of parsed :func:`add_analyzer_args` flags and the ``--config``
+    file (a flag given overrides the file), checked: bad values raise FacemtlError."""
+    from ..analyzer import AnalyzerConfig
+
+    return config_from_args(AnalyzerConfig, args)
+
+
+def analyzer_options(args: argparse.Namespace, keep_image: bool = False):
+    """The :class:`~facemtl.analyzer.AnalyzerOptions` of parsed :func:`add_analyzer_args` flags and the
+    ``--config`` file, checked."""
+    from ..analyzer import AnalyzerOptions
+
+    return config_from_args(AnalyzerOptions, args, keep_image=keep_image)
+
+
 def analyzer_kwargs(args: argparse.Namespace, keep_image: bool = False) -> dict[str, Any]:
-    """The keyword arguments of :meth:`FaceAnalyzer.from_checkpoint` that :func:`add_analyzer_args` flags give
-    (``path`` included; the device resolved first: a missing GPU is one clear error before any loading)."""
-    device = model_device(args)
-    det_opts = {"min_score": args.min_score} if args.min_score is not None else {}
-    return dict(path=args.model, detector=args.detector, device=device, tasks=args.tasks, threads=args.threads,
-                detector_options=det_opts, min_face=args.min_face, max_faces=args.max_faces,
-                largest_only=args.largest_only, batch_size=args.batch_size, keep_image=keep_image,
-                flip_tta=args.flip_tta, max_pixels=args.max_pixels, age_interval=args.age_interval,
-                min_quality=args.min_quality)
+    """The keyword arguments of :meth:`FaceAnalyzer.from_checkpoint` that :func:`add_analyzer_args` flags (and the
+    ``--config`` file) give (``path`` included; the device resolved first: a missing GPU is one clear error before
+    any loading)."""
+    import dataclasses
+
+    config = analyzer_config(args)
+    device = model_device(config)
+    options = analyzer_options(args, keep_image)
+    det_opts = {"min_score": config.min_score} if config.min_score is not None else {}
+    return dict(path=config.model, detector=config.detector, device=device, tasks=config.tasks,
+                threads=config.threads, detector_options=det_opts,
+                **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
 
 
 def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
@@ -247,26 +286,22 @@ def add_eval_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> Non
     shared by ``evaluate`` and ``audit``; ``skip`` leaves out fields a command has no use for."""
     from ..evaluate.evaluate import SPLITS, EvaluateConfig
     from ..evaluate.fairness import DEFAULT_GROUP_KEYS
-    from ._args import SUPPRESS, add_dataclass_args
 
-    add_dataclass_args(p, EvaluateConfig, skip=("split", "group_keys", "fairness_min_count", "device", *skip),
-                       help_=EVAL_HELP)
-    add_device_arg(p, SUPPRESS, shown=EvaluateConfig.device)
-    p.add_argument("--split", choices=SPLITS, default=SUPPRESS,
-                   help="val: the checkpoint's seeded validation split and FER2013 PublicTest; all: every labelled "
-                        "image given (a separate test set) (default: val)")
-    p.add_argument("--by", dest="group_keys", metavar="ATTRS", action="append", default=SUPPRESS,
-                   help=f"comma-separated group attributes of the fairness tables, each alone and crossed: any of "
-                        f"{', '.join(DEFAULT_GROUP_KEYS)} (default: all three)")
-    p.add_argument("--min-count", "--fairness-min-count", dest="fairness_min_count", type=int, metavar="N",
-                   default=SUPPRESS, help="groups with fewer labelled images are shown as too few and left out of "
-                                          f"worst/best/gap (default: {EvaluateConfig.fairness_min_count})")
+    help_: dict[str, str | Arg] = {
+        **EVAL_HELP, "device": DEVICE_ARG,
+        "split": Arg("val: the checkpoint's seeded validation split and FER2013 PublicTest; all: every labelled image "
+                     "given (a separate test set)", choices=SPLITS),
+        "group_keys": Arg(f"comma-separated group attributes of the fairness tables, each alone and crossed: any of "
+                          f"{', '.join(DEFAULT_GROUP_KEYS)} (default: all three)", flags=("--by",), metavar="ATTRS",
+                          action="append", annotate=False),
+        "fairness_min_count": Arg("groups with fewer labelled images are shown as too few and left out of "
+                                  "worst/best/gap", flags=("--min-count", "--fairness-min-count"), metavar="N")}
+    add_dataclass_args(p, EvaluateConfig, skip=skip, help_=help_)
 
 
 def eval_config(args: argparse.Namespace):
     """The EvaluateConfig of parsed :func:`add_eval_args` flags (validated: bad values raise FacemtlError)."""
     from ..evaluate.evaluate import EvaluateConfig
-    from ._args import config_from_args
 
     if "device" in args:  # resolved first: a missing GPU is reported before any data is looked at
         args.device = model_device(args)

@@ -34,7 +34,17 @@ from .._rows import (
     safe_name,
 )
 from ..errors import InvalidInputError, OutputError, OutputLockedError
-from ._common import add_analyzer_args, analyze_files, build_analyzer, check_output_file, expand_inputs, note
+from ._args import add_config_arg
+from ._common import (
+    ANALYZER_SKIP,
+    add_analyzer_args,
+    analyze_files,
+    analyzer_classes,
+    build_analyzer,
+    check_output_file,
+    expand_inputs,
+    note,
+)
 
 FORMATS = (".csv", ".jsonl", ".parquet")
 _CSV_END = CSV_LINE_END
@@ -57,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output file: .csv (one row per face), .jsonl (one line per "
                    "image) or .parquet (the CSV's columns, typed; needs facemtl[parquet]; rows are collected in "
                    "OUT.partial.csv and converted when the run ends or is interrupted)")
+    add_config_arg(p, *analyzer_classes(), skip=ANALYZER_SKIP)
     add_analyzer_args(p)
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--overwrite", action="store_true", help="start a new output instead of resuming")

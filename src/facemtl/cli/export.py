@@ -6,29 +6,31 @@ import argparse
 import tempfile
 from pathlib import Path
 
-FORMATS = ("onnx",)
-QUANTIZE = ("int8",)
+from ..export.config import FORMATS, QUANTIZE, ExportConfig
+from ..export.quantize import QUANT_METHODS
+from ._args import Arg, add_config_arg, add_dataclass_args, config_from_args
+
+EXPORT_HELP: dict[str, str | Arg] = {
+    "model": "checkpoint (default: the model shipped with facemtl)",
+    "format": Arg("output format", choices=FORMATS),
+    "quantize": Arg("also quantize; the output is then the int8 file", choices=QUANTIZE),
+    "method": Arg("int8 method: static (calibrated, fast; needs --calibration) or dynamic (no calibration, slow on "
+                  "convolutions)", choices=QUANT_METHODS),
+    "calibration": Arg("face crops for static int8 calibration, e.g. a UTKFace folder", metavar="DIR_OR_IMAGE"),
+    "calibration_size": "calibration images used",
+    "out": "output file (default: <checkpoint stem>.onnx, or .int8.onnx, in this folder)",
+    "opset": "ONNX opset",
+    "fixed_batch": Arg("batch size 1 only (default: dynamic batch axis)", action="store_true", annotate=False),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..export.quantize import QUANT_METHODS
-
     p = sub.add_parser("export", help="export a model to ONNX (optionally int8) for fast CPU inference",
                        description="Export a checkpoint to ONNX with its task specs and preprocessing in the "
                                    "metadata, check ONNX Runtime against PyTorch, optionally quantize to int8. "
                                    "Use the file with `facemtl predict --model FILE.onnx`.")
-    p.add_argument("--model", help="checkpoint (default: the model shipped with facemtl)")
-    p.add_argument("--format", default="onnx", choices=FORMATS, help="output format (default: %(default)s)")
-    p.add_argument("--quantize", choices=QUANTIZE, help="also quantize; the output is then the int8 file")
-    p.add_argument("--method", default="static", choices=QUANT_METHODS,
-                   help="int8 method: static (calibrated, fast; needs --calibration) or dynamic (no calibration, "
-                        "slow on convolutions) (default: %(default)s)")
-    p.add_argument("--calibration", action="append", metavar="DIR_OR_IMAGE",
-                   help="face crops for static int8 calibration, e.g. a UTKFace folder (repeatable)")
-    p.add_argument("--calibration-size", type=int, default=256, help="calibration images used (default: %(default)s)")
-    p.add_argument("--out", help="output file (default: <checkpoint stem>.onnx, or .int8.onnx, in this folder)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
-    p.add_argument("--fixed-batch", action="store_true", help="batch size 1 only (default: dynamic batch axis)")
+    add_config_arg(p, ExportConfig)
+    add_dataclass_args(p, ExportConfig, help_=EXPORT_HELP, fill_defaults=True)
     p.set_defaults(func=run)
 
 
@@ -46,37 +48,38 @@ def run(args: argparse.Namespace) -> int:
     from .._optional import require
     from ..errors import InvalidInputError
 
+    cfg = config_from_args(ExportConfig, args)  # the flags, over the --config file
     require("torch", extra="export")  # export reads a PyTorch checkpoint
     require("onnx", extra="export")
     from ..export import ParityReport, export_onnx, quantize_int8, read_metadata
 
-    if args.model is None:
+    if cfg.model is None:
         from ..weights import default_checkpoint_path
 
         ckpt = default_checkpoint_path()
     else:
-        ckpt = Path(args.model)
-    if args.quantize and args.method == "static" and not args.calibration:
+        ckpt = Path(cfg.model)
+    if cfg.quantize and cfg.method == "static" and not cfg.calibration:
         raise InvalidInputError("--quantize int8 (static) calibrates on real face crops: add --calibration DIR (a "
                                 "folder of face crops, e.g. UTKFace), or use --method dynamic (no calibration; "
                                 "slow on this network)")
-    suffix = ".int8.onnx" if args.quantize else ".onnx"
-    out = Path(args.out) if args.out else Path.cwd() / (ckpt.stem + suffix)
+    suffix = ".int8.onnx" if cfg.quantize else ".onnx"
+    out = Path(cfg.out) if cfg.out else Path.cwd() / (ckpt.stem + suffix)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(ckpt, Path(tmp) / "fp32.onnx" if args.quantize else out, opset=args.opset,
-                           dynamic_batch=not args.fixed_batch)
+        fp32 = export_onnx(ckpt, Path(tmp) / "fp32.onnx" if cfg.quantize else out, opset=cfg.opset,
+                           dynamic_batch=not cfg.fixed_batch)
         parity = read_metadata(fp32)["parity"]
         report = ParityReport(parity["max_abs_diff"], parity["atol"], tuple(parity["batch_sizes"]))
-        if not args.quantize:
-            print(f"wrote {out} ({_mib(out)}, fp32, opset {args.opset}) from {ckpt}")
+        if not cfg.quantize:
+            print(f"wrote {out} ({_mib(out)}, fp32, opset {cfg.opset}) from {ckpt}")
             print(f"parity: {report}")
             return 0
         fp32_size = fp32.stat().st_size
-        quantize_int8(fp32, out, calibration=args.calibration, method=args.method,
-                      calibration_size=args.calibration_size)
+        quantize_int8(fp32, out, calibration=list(cfg.calibration or ()) or None, method=cfg.method,
+                      calibration_size=cfg.calibration_size)
     q = read_metadata(out)["quantization"]
     print(f"wrote {out} ({_mib(out)}, int8 {q['method']}, {fp32_size / out.stat().st_size:.1f}x smaller than fp32, "
-          f"opset {args.opset}) from {ckpt}")
+          f"opset {cfg.opset}) from {ckpt}")
     print(f"fp32 export parity: {report}")
     if "check" in q:
         print(_check_line(q["check"]))

@@ -13,14 +13,16 @@ from pathlib import Path
 
 from .._rows import safe_name
 from ..errors import FacemtlError, InvalidInputError
-from ..tasks import age_group
+from ..tasks import get_task, list_tasks
 from ..video import VideoConfig
 from ..video.io import is_stream_url
-from ._args import add_dataclass_args, config_from_args
+from ._args import add_config_arg, add_dataclass_args, config_from_args
 from ._common import (
+    ANALYZER_SKIP,
     VIDEO_EXTENSIONS,
     add_analyzer_args,
     analyze_files,
+    analyzer_classes,
     build_analyzer,
     check_output_dir,
     expand_inputs,
@@ -62,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog=EXIT_CODES)
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|GLOB|VIDEO|URL",
                    help="images, folders, globs, video files, or stream URLs (rtsp://, http(s)://...)")
+    add_config_arg(p, *analyzer_classes(), VideoConfig, skip=ANALYZER_SKIP)
     add_analyzer_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines); "
                    "for a video, its summary")
@@ -84,11 +87,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _row(face) -> str:
     parts = [f"box=({', '.join(f'{v:.0f}' for v in face.box.xyxy)})", f"score={face.score:.2f}"]
     for name, pred in face.attributes.items():
-        if name == "age":
+        spec = get_task(name) if name in list_tasks() else None
+        if spec is not None and spec.kind == "regression":
             span = f" [{pred.low:.0f}-{pred.high:.0f}]" if pred.low is not None and pred.high is not None else ""
-            # the label is the most probable group; say so when the expected age sits in another group
-            group = pred.label if pred.label == age_group(pred.value) else f"most likely {pred.label}"
-            parts.append(f"age={pred.value:.1f}{span} ({group})")
+            group = ""
+            if spec.label_grouping and pred.label is not None:
+                # the label is the most probable group; say so when the expected value sits in another group
+                group = pred.label if pred.label == spec.group_of(pred.value) else f"most likely {pred.label}"
+                group = f" ({group})"
+            parts.append(f"{name}={pred.value:.1f}{span}{group}")
         else:
             parts.append(f"{name}={pred.label} ({pred.value:.0%})")
     if face.quality != "ok":

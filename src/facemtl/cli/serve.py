@@ -5,9 +5,11 @@ import argparse
 import ipaddress
 import logging
 import sys
+from dataclasses import dataclass
 
 from .._optional import require
-from ._common import add_analyzer_args, build_analyzer
+from ._args import Arg, add_config_arg, add_dataclass_args, config_from_args, config_values
+from ._common import ANALYZER_SKIP, add_analyzer_args, analyzer_classes, build_analyzer
 
 log = logging.getLogger(__name__)
 
@@ -38,58 +40,80 @@ def _is_loopback(host: str) -> bool:
         return host.lower() == "localhost"
 
 
+@dataclass(frozen=True)
+class ListenConfig:
+    """Where ``facemtl serve`` listens and which ``Host`` names it serves (None: :func:`default_allowed_hosts`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allowed_hosts: str | None = None
+
+
+LISTEN_HELP: dict[str, str | Arg] = {
+    "host": Arg("address to bind (default: %(default)s; 0.0.0.0 exposes the service to the network)",
+                annotate=False),
+    "port": "port",
+    "allowed_hosts": Arg("Host header names served, others get 400; '*' for any (default: localhost, 127.0.0.1, ::1 "
+                         "and --host; '*' with a warning when bound to 0.0.0.0)", metavar="NAME[,NAME...]"),
+}
+
+LIMITS_HELP = {  # ServeSettings (max_pixels is the analyzer's --max-pixels, its default lowered for the service)
+    "max_upload_mb": "largest image upload in MB",
+    "max_batch": "most images per /predict/batch request",
+    "max_concurrency": "requests in work at once (once their body is read); more get 503",
+    "body_timeout": "seconds to receive a request body; slower ones get 408",
+    "max_batch_mb": "largest /predict/batch body in MB, all images together",
+    "max_pixels_in_flight": "most decoded pixels held at once, all requests together; more get 503 (default: "
+                            "--max-pixels x --max-concurrency)",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..serve.state import ServeSettings
+
     p = sub.add_parser("serve", help="HTTP service (POST /predict) and a web page at /",
                        description="Serve the model over HTTP: GET / (web page), /health, /info, /docs; "
                        "POST /predict, /predict/batch, /explain. Binds to 127.0.0.1 unless --host says otherwise.")
+    add_config_arg(p, *analyzer_classes(), ListenConfig, ServeSettings, skip=ANALYZER_SKIP)
     add_analyzer_args(p)  # includes --max-pixels; the service lowers its default below
-    p.set_defaults(max_pixels=40_000_000)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes "
-                   "the service to the network)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    p.add_argument("--max-upload-mb", type=float, default=20, help="largest image upload in MB (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=16, help="most images per /predict/batch request "
-                   "(default: %(default)s)")
-    p.add_argument("--max-concurrency", type=int, default=4, help="requests in work at once (once their body "
-                   "is read); more get 503 (default: %(default)s)")
-    p.add_argument("--body-timeout", type=float, default=10, help="seconds to receive a request body; slower "
-                   "ones get 408 (default: %(default)s)")
-    p.add_argument("--max-batch-mb", type=float, default=64, help="largest /predict/batch body in MB, all images "
-                   "together (default: %(default)s)")
-    p.add_argument("--max-pixels-in-flight", type=int, default=None, help="most decoded pixels held at once, all "
-                   "requests together; more get 503 (default: --max-pixels x --max-concurrency)")
-    p.add_argument("--allowed-hosts", default=None, metavar="NAME[,NAME...]", help="Host header names served, "
-                   "others get 400; '*' for any (default: localhost, 127.0.0.1, ::1 and --host; '*' with a warning "
-                   "when bound to 0.0.0.0)")
+    p.set_defaults(max_pixels=ServeSettings.max_pixels)
+    add_dataclass_args(p, ListenConfig, help_=LISTEN_HELP, fill_defaults=True)
+    add_dataclass_args(p, ServeSettings, skip=("max_pixels",), help_=LIMITS_HELP, fill_defaults=True)
     p.set_defaults(func=run, usage_error=p.error)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.port < 65536:
-        args.usage_error(f"--port must be in 1..65535, got {args.port}")
+    from ..serve.state import ServeSettings
+
+    listen = config_from_args(ListenConfig, args)  # the flags, over the --config file
+    if not 0 < listen.port < 65536:
+        args.usage_error(f"--port must be in 1..65535, got {listen.port}")
     uvicorn = require("uvicorn", extra="serve")
     from ..serve.app import create_app
 
-    for flag, value in (("--body-timeout", args.body_timeout), ("--max-batch-mb", args.max_batch_mb),
-                        ("--max-pixels-in-flight", args.max_pixels_in_flight)):
+    limits = config_values(ServeSettings, args)
+    for flag, name in (("--body-timeout", "body_timeout"), ("--max-batch-mb", "max_batch_mb"),
+                       ("--max-pixels-in-flight", "max_pixels_in_flight")):
+        value = limits.get(name)
         if value is not None and value <= 0:
             args.usage_error(f"{flag} must be positive, got {value}")
-    if args.allowed_hosts is None:
-        allowed, warning = default_allowed_hosts(args.host)
+    if listen.allowed_hosts is None:
+        allowed, warning = default_allowed_hosts(listen.host)
         if warning:
             print(warning, file=sys.stderr, flush=True)
     else:
-        allowed = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
+        allowed = [h.strip() for h in listen.allowed_hosts.split(",") if h.strip()]
         if not allowed:
             args.usage_error("--allowed-hosts needs at least one name (or '*')")
-        if "*" in allowed and not _is_loopback(args.host):
-            print(f"warning: bound to {args.host} with any Host header accepted (--allowed-hosts '*')",
+        if "*" in allowed and not _is_loopback(listen.host):
+            print(f"warning: bound to {listen.host} with any Host header accepted (--allowed-hosts '*')",
                   file=sys.stderr, flush=True)
-    app = create_app(build_analyzer(args), max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
-                     max_batch=args.max_batch, max_concurrency=args.max_concurrency, body_timeout=args.body_timeout,
-                     max_batch_mb=args.max_batch_mb, max_pixels_in_flight=args.max_pixels_in_flight,
-                     allowed_hosts=allowed)
-    print(f"facemtl serve: http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.verbose
+    settings = ServeSettings(**limits)  # checked: a limit that is not positive is one ConfigError
+    app = create_app(build_analyzer(args), max_upload_mb=settings.max_upload_mb, max_pixels=settings.max_pixels,
+                     max_batch=settings.max_batch, max_concurrency=settings.max_concurrency,
+                     body_timeout=settings.body_timeout, max_batch_mb=settings.max_batch_mb,
+                     max_pixels_in_flight=settings.max_pixels_in_flight, allowed_hosts=allowed)
+    print(f"facemtl serve: http://{listen.host}:{listen.port}/  (API docs: /docs; Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=listen.host, port=listen.port, log_level="debug" if args.verbose
                 else "error" if getattr(args, "quiet", False) else "warning")
     return 0

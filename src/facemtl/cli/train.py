@@ -12,10 +12,10 @@ from typing import Any
 from .._device import resolve_device
 from ..errors import ConfigError
 from ..train.config import TrainConfig
-from ._args import SUPPRESS, add_dataclass_args, config_from_args, load_yaml_config
-from ._common import add_device_arg
+from ._args import Arg, add_dataclass_args, config_from_args, load_yaml_config
+from ._common import DEVICE_ARG
 
-HELP = {
+HELP: dict[str, str | Arg] = {
     "utkface": "UTKFace folder", "fer2013": "FER2013 folder (train/, test/) or fer2013.csv",
     "manifest": "CSV with path plus any of age, gender, emotion, ethnicity (and split)",
     "out": "run folder (checkpoints, metrics.csv, split.csv)", "backbone": "backbone name",
@@ -38,6 +38,10 @@ HELP = {
     "init_backbone": "a .pt state dict of backbone weights to start from (e.g. ImageNet weights copied from elsewhere)",
     "threads": "CPU threads for PyTorch (default: its own choice)",
     "cache_dir": "where framed crops are cached (default: ~/.cache/facemtl or $FACEMTL_CACHE)",
+    "device": DEVICE_ARG,
+    "tasks": Arg("comma-separated tasks (default: all)", action="store", annotate=False),
+    "sample_ratio": Arg("mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)",
+                        action="store", annotate=False),
 }
 
 
@@ -45,12 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a multi-task model", description="Train a multi-task model; "
                        "every option can also come from a YAML --config file (flags override it).")
     p.add_argument("--config", help="YAML file with TrainConfig options")
-    add_dataclass_args(p, TrainConfig, skip=("augment", "sample_ratio", "tasks", "geometry", "framing",
-                                             "source_val_fraction", "device"), help_=HELP)
-    add_device_arg(p, SUPPRESS, shown=TrainConfig.device)
-    p.add_argument("--tasks", default=argparse.SUPPRESS, help="comma-separated tasks (default: all)")
-    p.add_argument("--sample-ratio", default=argparse.SUPPRESS,
-                   help="mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)")
+    add_dataclass_args(p, TrainConfig, skip=("augment", "geometry", "framing", "source_val_fraction"), help_=HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also with -q)")
     p.add_argument("--nproc-per-node", type=_positive_int, default=None, metavar="N",
                    help="train data-parallel on N processes of this machine: relaunches this command through "

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
            "PARITY_ATOL",
            "QUANT_METHODS",
+           "ExportConfig",
            "ExportError",
            "OnnxModel",
            "ParityReport",
@@ -27,8 +28,8 @@ __all__ = [
 
 # Exporting reads a PyTorch checkpoint (the torch extra) and writes with ``onnx`` (the export extra): the names
 # load on first use, so `facemtl --help` and `import facemtl.export` need neither.
-_HOME = {"PARITY_ATOL": ".onnx", "ExportError": "._meta", "ParityReport": ".onnx", "export_onnx": ".onnx",
-         "verify_onnx": ".onnx", "QUANT_METHODS": ".quantize", "quantize_int8": ".quantize",
+_HOME = {"PARITY_ATOL": ".onnx", "ExportConfig": ".config", "ExportError": "._meta", "ParityReport": ".onnx",
+         "export_onnx": ".onnx", "verify_onnx": ".onnx", "QUANT_METHODS": ".quantize", "quantize_int8": ".quantize",
          "OnnxModel": "..models.onnx", "read_metadata": "..models.onnx"}
 
 

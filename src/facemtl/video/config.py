@@ -10,9 +10,10 @@ from .io import X264_PRESETS
 __all__ = ["VideoConfig"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoConfig:
-    """How a video is sampled, detected, tracked, refreshed, smoothed and written.
+    """How a video is sampled, detected, tracked, refreshed, smoothed and written. Frozen: change a copy with
+    ``dataclasses.replace`` (checked again).
 
     Every frame of the source is processed (tracked, written to the CSV and the annotated video) unless
     ``every_n`` or ``target_fps`` thin them out; "frames" below are processed frames.
