@@ -1,4 +1,5 @@
-"""Groups of samples: the one bucketing of values into named groups, and the group keys of the fairness audit and of
+"""Groups of samples: the one bucketing of values into named groups (defined with the
+tables in :mod:`facemtl.tasks`, re-exported here), and the group keys of the fairness audit and of
 bias-mitigating training, all derived from the task registry.
 
 A *bucketing* is a table of ``(name, lower bound inclusive)`` rows in increasing order (the age groups and the
@@ -16,42 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .tasks import TaskSpec
+from .tasks import Bucketing, TaskSpec, bucket, bucket_name, bucket_names, get_task, list_tasks
 
 __all__ = ["Bucketing", "bucket", "bucket_name", "bucket_names", "slice_keys", "label_slices", "key_spec",
            "group_values", "group_codes", "key_codes"]
-
-Bucketing = tuple[tuple[str, float], ...]
-"""``((name, lower bound inclusive), ...)`` in increasing order; the last row is open-ended."""
-
-
-def bucket(values: Any, table: Sequence[tuple[str, float]]) -> np.ndarray:
-    """(N,) int64 row index in ``table`` of each value (counted in whole units: 2.6 is in the row of 2; negatives
-    count as 0; +inf is in the last row); -1 where the value is NaN (missing). THE bucketing rule."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    whole = np.where(v >= 0, np.trunc(v), 0.0)
-    bounds = np.asarray([lo for _, lo in table[1:]], dtype=np.float64)
-    idx = np.searchsorted(bounds, whole, side="right").astype(np.int64)
-    return np.where(np.isnan(v), -1, idx)
-
-
-def bucket_names(values: Any, table: Sequence[tuple[str, float]]) -> list[str | None]:
-    """The row name of each value (None where it is NaN); :func:`bucket` by name."""
-    names = [name for name, _ in table]
-    return [names[i] if i >= 0 else None for i in bucket(values, table).tolist()]
-
-
-def bucket_name(value: float, table: Sequence[tuple[str, float]], what: str = "value", group: str = "group") -> str:
-    """The row name of one value; a NaN value is an error (it belongs to no group)."""
-    if value != value:  # NaN
-        raise ValueError(f"{what} is NaN: it has no {group}")
-    return table[int(bucket([value], table)[0])][0]
-
 
 # --------------------------------------------------------------------------- group keys of the registry
 
@@ -59,8 +32,6 @@ def bucket_name(value: float, table: Sequence[tuple[str, float]], what: str = "v
 def slice_keys() -> tuple[str, ...]:
     """Every group key of the registered tasks, in ``slice_order`` (ties: registry order): the default groupings
     of the fairness audit and the attributes training can balance."""
-    from .tasks import get_task, list_tasks
-
     specs = [get_task(n) for n in list_tasks()]
     ordered = sorted((s for s in specs if s.slice_keys), key=lambda s: s.slice_order)
     return tuple(k for s in ordered for k in s.slice_keys)
@@ -69,8 +40,6 @@ def slice_keys() -> tuple[str, ...]:
 def label_slices() -> tuple[TaskSpec, ...]:
     """The classification tasks among the slices, in slice order (ethnicity, gender): the crossing the age
     interval's coverage is reported by."""
-    from .tasks import get_task, list_tasks
-
     specs = [get_task(n) for n in list_tasks()]
     return tuple(sorted((s for s in specs if s.sensitive and s.kind == "classification"), key=lambda s: s.slice_order))
 
@@ -79,8 +48,6 @@ def key_spec(key: str) -> tuple[TaskSpec, Bucketing | None] | None:
     """The registered task a group key reads and how: ``(spec, None)`` for a classification task's own name (its
     labels are the groups), ``(spec, table)`` for a named bucketing of a regression task's values; None for any
     other attribute (e.g. a ``skin_tone`` column passed to the fairness records as it is)."""
-    from .tasks import get_task, list_tasks
-
     for name in list_tasks():
         spec = get_task(name)
         if spec.kind == "classification" and key == name:

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import ConfigError, unknown_name
-from .groups import Bucketing, bucket, bucket_name
 
 __all__ = [
     "TaskSpec",
@@ -40,18 +39,46 @@ __all__ = [
     "softmax",
 ]
 
-# Age groups of MISSION.md: (label, lower bound inclusive). The last is open-ended.
+Bucketing = tuple[tuple[str, float], ...]
+"""``((name, lower bound inclusive), ...)`` in increasing order; the last row is open-ended."""
+
+
+def bucket(values: Any, table: Sequence[tuple[str, float]]) -> np.ndarray:
+    """(N,) int64 row index in ``table`` of each value (counted in whole units: 2.6 is in the row of 2; negatives
+    count as 0; +inf is in the last row); -1 where the value is NaN (missing). THE bucketing rule."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    whole = np.where(v >= 0, np.trunc(v), 0.0)
+    bounds = np.asarray([lo for _, lo in table[1:]], dtype=np.float64)
+    idx = np.searchsorted(bounds, whole, side="right").astype(np.int64)
+    return np.where(np.isnan(v), -1, idx)
+
+
+def bucket_names(values: Any, table: Sequence[tuple[str, float]]) -> list[str | None]:
+    """The row name of each value (None where it is NaN); :func:`bucket` by name."""
+    names = [name for name, _ in table]
+    return [names[i] if i >= 0 else None for i in bucket(values, table).tolist()]
+
+
+def bucket_name(value: float, table: Sequence[tuple[str, float]], what: str = "value", group: str = "group") -> str:
+    """The row name of one value; a NaN value is an error (it belongs to no group)."""
+    if value != value:  # NaN
+        raise ValueError(f"{what} is NaN: it has no {group}")
+    return table[int(bucket([value], table)[0])][0]
+
+
+
+# The 9 age groups every output reports: (label, lower bound inclusive). The last is open-ended.
 AGE_GROUPS: Bucketing = (
     ("0-2", 0), ("3-9", 3), ("10-19", 10), ("20-29", 20), ("30-39", 30),
     ("40-49", 40), ("50-59", 50), ("60-69", 60), ("70+", 70),
 )
-# Coarser bands used by MISSION.md's "MAE by age" figures and the fairness tables.
+# Coarser bands of the original design's "MAE by age" figures, and the fairness tables' age slice.
 AGE_BANDS: Bucketing = (("0-19", 0), ("20-39", 20), ("40-59", 40), ("60+", 60))
 AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _ in AGE_GROUPS)
 
 
 def age_group(years: float) -> str:
-    """Map an age in years to one of the 9 MISSION.md groups (0-2 ... 70+)."""
+    """Map an age in years to one of the 9 age groups (0-2 ... 70+)."""
     # Groups are defined on whole years: 2.6 years is still in "0-2".
     return bucket_name(years, AGE_GROUPS, "age", "age group")
 

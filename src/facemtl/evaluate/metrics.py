@@ -1,6 +1,6 @@
 """Evaluation metrics in plain numpy, a registry by name, and per-task reports.
 
-Every metric of MISSION.md is here: MAE, RMSE, R², CS@5 and MAE per age band for regression;
+Every metric the original design reports (README) is here: MAE, RMSE, R², CS@5 and MAE per age band for regression;
 accuracy, precision/recall/F1 (binary and per class), macro-F1, balanced accuracy, confusion
 matrix, expected calibration error and negative log-likelihood for classification.
 
@@ -345,7 +345,7 @@ def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable,
 @register_metric("age_group_accuracy")
 def age_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: AgeTable = AGE_GROUPS,
                        pred_groups: Sequence[str] | None = None) -> float:
-    """:func:`group_accuracy` over the 9 MISSION.md age groups by default (``tasks.age_group``)."""
+    """:func:`group_accuracy` over the 9 age groups by default (``tasks.age_group``)."""
     return group_accuracy(y_true, y_pred, groups, pred_groups)
 
 

@@ -11,8 +11,8 @@ from ..tasks import TaskSpec
 from .backbones import Backbone
 from .heads import build_head
 
-if TYPE_CHECKING:  # factory builds this module's nets; importing it here at run time would be circular
-    from .factory import ModelConfig
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 __all__ = ["MultiTaskNet"]
 

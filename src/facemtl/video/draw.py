@@ -5,12 +5,22 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from .frames import TrackedFace
+    from ..results import Face
+
+
+class _Tracked(Protocol):
+    """What drawing needs of a tracked face (:class:`facemtl.video.frames.TrackedFace` has it)."""
+
+    @property
+    def track_id(self) -> int: ...
+
+    @property
+    def face(self) -> Face: ...
 
 
 _CAPTIONS: OrderedDict[tuple[str, tuple[int, int, int], int], np.ndarray] = OrderedDict()
@@ -45,7 +55,7 @@ def _caption_patch(text: str, colour: tuple[int, int, int], font_size: int) -> n
     return patch
 
 
-def _draw_tracked(image: np.ndarray, faces: Sequence[TrackedFace]) -> np.ndarray:
+def _draw_tracked(image: np.ndarray, faces: Sequence[_Tracked]) -> np.ndarray:
     """Boxes and captions laid out as ``ImageResult.plot`` lays them out, with the track id first and a colour
     per track; boxes drawn by OpenCV and captions pasted from a cache (a few milliseconds less per frame)."""
     import cv2
