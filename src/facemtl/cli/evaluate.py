@@ -4,6 +4,7 @@ matrices, per-group fairness table."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = eval_config(args)
     if getattr(args, "report", None):
-        cfg.keep_samples = True  # the report's scatter plot, error histogram and gallery need per-image data
+        # the report's scatter plot, error histogram and gallery need per-image data
+        cfg = dataclasses.replace(cfg, keep_samples=True)
     report = evaluate(cfg)
     samples = report.pop("samples", None) if not getattr(args, "keep_samples", False) else report.get("samples")
     print_eval_header(report)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("val", "test", "train", "all")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluateConfig:
     """What to evaluate on.
 
@@ -76,11 +76,11 @@ class EvaluateConfig:
         from ..calibration import check_level
         from ..errors import unknown_name
 
-        self.age_interval = check_level(self.age_interval)
+        object.__setattr__(self, "age_interval", check_level(self.age_interval))
         if self.split not in SPLITS:
             raise unknown_name("split", self.split, SPLITS)
-        self.manifest = tuple(self.manifest or ())
-        self.group_keys = _parse_group_keys(self.group_keys)
+        object.__setattr__(self, "manifest", tuple(self.manifest or ()))
+        object.__setattr__(self, "group_keys", _parse_group_keys(self.group_keys))
         if self.fairness_min_count < 0:
             raise InvalidInputError(f"fairness_min_count must be >= 0; got {self.fairness_min_count}")
         if self.bootstrap < 0:
