@@ -16,7 +16,7 @@ from .calibration import DEFAULT_LEVEL, Calibration, check_level
 from .crop import CropGeometry
 from .detect import Detection, FaceDetector, create_detector, default_detector_name
 from .errors import ConfigError, FacemtlError, without_traceback
-from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, load_image
+from .image import DEFAULT_MAX_PIXELS, ImageInput, check_channels, link_problem, load_image
 from .models.base import FaceModel, as_face_model, predict_crops_raw
 from .preprocess import DEFAULT_FRAMING, Framing, crop_settings, frame_face_crop, photo_crop
 from .quality import DEFAULT_RULES, assess, check_min_quality
@@ -349,6 +349,17 @@ class FaceAnalyzer:
             timings = {**timings, "predict": per_face_ms * len(crops)}
             yield ImageResult(name, (int(image.shape[0]), int(image.shape[1])), faces, timings,
                               image if self.options.keep_image else None)
+
+
+def analyze_files(analyzer: FaceAnalyzer, files: Sequence[str]) -> Iterator[Any]:
+    """``analyzer.analyze_many(files, errors="record")`` in order: one ImageResult or ItemError per file, a
+    symbolic link that leads nowhere giving an ItemError with the real reason (:func:`facemtl.image.link_problem`)
+    instead of reaching the decoder."""
+    problems = {f: link_problem(f) for f in files}
+    results = analyzer.analyze_many([f for f in files if not problems[f]], errors="record")
+    for f in files:
+        problem = problems[f]
+        yield ItemError(f, problem) if problem else next(results)
 
 
 _WARNED: set[str] = set()

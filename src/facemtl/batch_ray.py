@@ -19,11 +19,12 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ._optional import require
 from ._rows import csv_columns, csv_rows, safe_name
-from .errors import FacemtlError
+from .errors import ConfigError, FacemtlError
 
 __all__ = ["analyze_dataset", "FileAnalyzer", "RAY_EXTRA"]
 
@@ -99,7 +100,7 @@ class FileAnalyzer:
 
     def _results(self, names: list[str], sources: list[Any]) -> Iterator[Any]:
         if all(isinstance(s, str) for s in sources):
-            from .cli._common import analyze_files  # the local batch's own reading (links that lead nowhere)
+            from .analyzer import analyze_files  # the local batch's own reading (links that lead nowhere)
 
             return analyze_files(self.analyzer, sources)
         return self.analyzer.analyze_many(sources, errors="record")
@@ -240,26 +241,62 @@ def _probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
                            "(`ray start --head`) and reachable from here?") from None
 
 
-class RayEngine:
-    """``facemtl batch --engine ray``: starts a local Ray (``--ray-cpus``) or connects to ``--ray-address`` when
-    built (one clear error if it cannot), then :meth:`results` yields ``(text, n_faces, failed)`` per file as
-    the actors finish them, the text as the local batch writes it; :meth:`close` stops a Ray it started."""
+def _check_positive(name: str, value: Any) -> None:
+    """A count given (not None) must be a whole number >= 1 (the words of ``facemtl batch``'s ``--ray-*`` flags)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
 
-    def __init__(self, args: Any, jsonl: bool = False) -> None:
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how :class:`RayEngine` runs: the ``--ray-*`` flags of ``facemtl batch --engine ray`` (and the
+    keys of its ``--config`` file). Frozen: change a copy with ``dataclasses.replace`` (checked again).
+
+    Attributes:
+        ray_address: connect to this running Ray cluster (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); None or
+            empty: start a local Ray for the run.
+        ray_cpus: CPUs of the local Ray (None: all).
+        ray_concurrency: actors, each with one model (None: one per CPU of the Ray cluster / CPUs per actor).
+        ray_batch_size: files per actor call (None: ``DEFAULT_BATCH_SIZE``, 16).
+    """
+
+    ray_address: str | None = None
+    ray_cpus: int | None = None
+    ray_concurrency: int | None = None
+    ray_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ray_cpus", "ray_concurrency", "ray_batch_size"):
+            _check_positive(name, getattr(self, name))
+
+
+class RayEngine:
+    """``facemtl batch --engine ray``: starts a local Ray (``ray_cpus``) or connects to ``ray_address`` when
+    built (one clear error if it cannot), then :meth:`results` yields ``(text, n_faces, failed)`` per file as
+    the actors finish them, the text as the local batch writes it; :meth:`close` stops a Ray it started.
+
+    Args:
+        analyzer_kwargs: the keyword arguments of :meth:`FaceAnalyzer.from_checkpoint` each actor loads its
+            model with (``path`` None or absent: the bundled default model; ``threads`` None: 1 per actor).
+        options: where Ray runs and how the work is split (:class:`RayOptions`).
+        jsonl: the text of each file is its JSON Lines record (else its CSV rows).
+        quiet: the actors' output is not forwarded to this process and Ray Data logs only errors.
+    """
+
+    def __init__(self, analyzer_kwargs: dict[str, Any], options: RayOptions, jsonl: bool = False,
+                 quiet: bool = False) -> None:
         import logging
 
-        from .cli._common import analyzer_kwargs
         from .models.load import resolve_weights
 
         ray = _ray()
-        self.args, self.jsonl, self.started = args, jsonl, False
-        kwargs = analyzer_kwargs(args)  # a bad --model or --device: one error before Ray starts
-        path, _ = resolve_weights(kwargs["path"])
+        self.options, self.jsonl, self.started = options, jsonl, False
+        kwargs = dict(analyzer_kwargs)
+        path, _ = resolve_weights(kwargs.get("path"))  # a bad model: one error before Ray starts
         kwargs["path"] = str(os.path.abspath(path))
-        kwargs["threads"] = kwargs["threads"] or 1
+        kwargs["threads"] = kwargs.get("threads") or 1
         self.kwargs = kwargs
-        address = getattr(args, "ray_address", None)
-        quiet = bool(getattr(args, "quiet", False))
+        address = options.ray_address
         if address:
             _probe(address)  # Ray itself retries an unreachable address for minutes
         if not ray.is_initialized():
@@ -269,7 +306,7 @@ class RayEngine:
                 if address:
                     ray.init(address=address, **opts)
                 else:
-                    ray.init(address="local", num_cpus=getattr(args, "ray_cpus", None), **opts)
+                    ray.init(address="local", num_cpus=options.ray_cpus, **opts)
             except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError...: one message
                 where = f"the Ray cluster at --ray-address {address}" if address else "a local Ray"
                 why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -285,9 +322,8 @@ class RayEngine:
         from ._rows import rows_text
 
         columns = csv_columns()
-        ds = packed_dataset(files, self.kwargs, concurrency=getattr(self.args, "ray_concurrency", None),
-                            batch_size=getattr(self.args, "ray_batch_size", None) or DEFAULT_BATCH_SIZE,
-                            jsonl=self.jsonl)
+        ds = packed_dataset(files, self.kwargs, concurrency=self.options.ray_concurrency,
+                            batch_size=self.options.ray_batch_size or DEFAULT_BATCH_SIZE, jsonl=self.jsonl)
         ray = _ray()
         done = 0
         try:

@@ -8,6 +8,7 @@ Grayscale, palette, RGBA, CMYK and 16-bit images are converted; images above ``m
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -146,6 +147,26 @@ def fetch_url(url: str, max_bytes: int = URL_MAX_BYTES, timeout: float = URL_TIM
     if not data:
         raise InvalidInputError(f"cannot download {url}: the server sent no data")
     return data
+
+
+def link_problem(path: str | Path) -> str | None:
+    """Why ``path`` is a symbolic link that leads to no file ("dangling symbolic link -> target", "symbolic link
+    loop -> target"), or None: the file-expansion helpers keep such links so they become error rows, not silence."""
+    try:
+        if not os.path.islink(path):
+            return None
+        target = os.readlink(path)
+    except OSError:
+        return None
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"dangling symbolic link -> {target}"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop -> {target}"
+        return f"symbolic link -> {target}: {exc.strerror or exc}"
+    return None
 
 
 def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS, channels: str = "rgb"

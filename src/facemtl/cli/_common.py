@@ -3,17 +3,15 @@ of evaluate and audit."""
 from __future__ import annotations
 
 import argparse
-import errno
 import glob
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .._device import DEVICE_METAVAR, check_device_name, resolve_device_name
 from ..errors import InvalidInputError, OutputError, UnknownNameError
-from ..image import IMAGE_EXTENSIONS
+from ..image import IMAGE_EXTENSIONS, link_problem
 from ._args import Arg, add_dataclass_args, config_from_args
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -140,46 +138,15 @@ def build_analyzer(args: argparse.Namespace, keep_image: bool = False):
     return FaceAnalyzer.from_checkpoint(**analyzer_kwargs(args, keep_image))
 
 
-def link_problem(path: str | Path) -> str | None:
-    """Why ``path`` is a symbolic link that leads to no file ("dangling symbolic link -> target", "symbolic link
-    loop -> target"), or None: the file-expansion helpers keep such links so they become error rows, not silence."""
-    try:
-        if not os.path.islink(path):
-            return None
-        target = os.readlink(path)
-    except OSError:
-        return None
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return f"dangling symbolic link -> {target}"
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"symbolic link loop -> {target}"
-        return f"symbolic link -> {target}: {exc.strerror or exc}"
-    return None
-
-
 def _is_candidate(f: Path) -> bool:
-    """A regular file, or a symbolic link that leads nowhere (reported per file by :func:`analyze_files`)."""
+    """A regular file, or a symbolic link that leads nowhere (reported per file by
+    :func:`facemtl.analyzer.analyze_files`)."""
     return f.is_file() or link_problem(f) is not None
 
 
 def _folder_images(folder: Path, recursive: bool) -> list[str]:
     pattern = "**/*" if recursive else "*"
     return sorted(str(f) for f in folder.glob(pattern) if f.suffix.lower() in IMAGE_EXTENSIONS and _is_candidate(f))
-
-
-def analyze_files(analyzer, files: list[str]) -> Iterator:
-    """``analyzer.analyze_many(files, errors="record")`` in order, a symbolic link that leads nowhere giving an
-    ItemError with the real reason (:func:`link_problem`) instead of reaching the decoder."""
-    from ..analyzer import ItemError
-
-    problems = {f: link_problem(f) for f in files}
-    results = analyzer.analyze_many([f for f in files if not problems[f]], errors="record")
-    for f in files:
-        problem = problems[f]
-        yield ItemError(f, problem) if problem else next(results)
 
 
 def check_output_file(path: Path, flag: str) -> None:

@@ -33,17 +33,20 @@ from .._rows import (
     rows_text,
     safe_name,
 )
+from ..analyzer import analyze_files
+from ..batch_ray import DEFAULT_BATCH_SIZE, RayOptions
 from ..errors import InvalidInputError, OutputError, OutputLockedError
-from ._args import add_config_arg
+from ._args import Arg, add_config_arg, add_dataclass_args, config_from_args
 from ._common import (
     ANALYZER_SKIP,
     add_analyzer_args,
-    analyze_files,
     analyzer_classes,
+    analyzer_kwargs,
     build_analyzer,
     check_output_file,
     expand_inputs,
     note,
+    quiet,
 )
 
 FORMATS = (".csv", ".jsonl", ".parquet")
@@ -54,6 +57,26 @@ EXIT_CODES = """exit status, for the files given as they stand in the output at 
 full; one message on stderr) or every file failed; 2 command-line usage error; 3 some files failed (see their
 error rows); 130 interrupted. Resuming analyses failed files again (their error rows are replaced) unless
 --no-retry-failed."""
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return n
+
+
+# The --ray-* flags: the fields of RayOptions (--engine, which chooses the engine, is no Ray option: hand-written).
+RAY_HELP: dict[str, str | Arg] = {
+    "ray_address": Arg("connect to this running Ray cluster (default: start a local Ray for the run)", metavar="ADDR"),
+    "ray_cpus": Arg("CPUs of the local Ray (default: all)", type=_positive, metavar="N"),
+    "ray_concurrency": Arg("actors, each with one model (default: one per CPU of the Ray cluster)", type=_positive,
+                           metavar="K"),
+    "ray_batch_size": Arg(f"files per actor call (default: {DEFAULT_BATCH_SIZE})", type=_positive, metavar="B"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output file: .csv (one row per face), .jsonl (one line per "
                    "image) or .parquet (the CSV's columns, typed; needs facemtl[parquet]; rows are collected in "
                    "OUT.partial.csv and converted when the run ends or is interrupted)")
-    add_config_arg(p, *analyzer_classes(), skip=ANALYZER_SKIP)
+    add_config_arg(p, *analyzer_classes(), RayOptions, skip=ANALYZER_SKIP)
     add_analyzer_args(p)
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--overwrite", action="store_true", help="start a new output instead of resuming")
@@ -77,23 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("engine", "where the files are analysed: here (local), or on Ray Data (ray: one model "
                                        "per actor; needs facemtl[ray])")
     r.add_argument("--engine", choices=("local", "ray"), default="local", help="default: %(default)s")
-    r.add_argument("--ray-address", metavar="ADDR", help="connect to this running Ray cluster (default: start a "
-                   "local Ray for the run)")
-    r.add_argument("--ray-cpus", type=_positive, metavar="N", help="CPUs of the local Ray (default: all)")
-    r.add_argument("--ray-concurrency", type=_positive, metavar="K", help="actors, each with one model "
-                   "(default: one per CPU of the Ray cluster)")
-    r.add_argument("--ray-batch-size", type=_positive, metavar="B", help="files per actor call (default: 16)")
+    add_dataclass_args(r, RayOptions, help_=RAY_HELP, fill_defaults=True)
     p.set_defaults(func=run)
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
-    return n
 
 
 def partial_path(out: Path) -> Path:
@@ -359,7 +367,8 @@ def _engine(args: argparse.Namespace, jsonl: bool):
     if getattr(args, "engine", "local") == "ray":
         from ..batch_ray import RayEngine
 
-        return RayEngine(args, jsonl)
+        kwargs = analyzer_kwargs(args)  # a bad --model or --device: one error before Ray starts
+        return RayEngine(kwargs, config_from_args(RayOptions, args), jsonl, quiet=quiet(args))
     return _LocalEngine(build_analyzer(args), jsonl)
 
 

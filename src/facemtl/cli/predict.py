@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .._rows import safe_name
+from ..analyzer import analyze_files
 from ..errors import FacemtlError, InvalidInputError
 from ..tasks import get_task, list_tasks
 from ..video import VideoConfig
@@ -21,7 +22,6 @@ from ._common import (
     ANALYZER_SKIP,
     VIDEO_EXTENSIONS,
     add_analyzer_args,
-    analyze_files,
     analyzer_classes,
     build_analyzer,
     check_output_dir,
