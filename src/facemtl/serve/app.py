@@ -103,7 +103,6 @@ def create_app(analyzer: Any, max_upload_mb: float = 20, max_pixels: int = 40_00
     app.state.service = service
     app.state.worker = service.worker  # the parts tests and tools look at, under their own names
     app.state.pixels = service.pixels
-    app.state.limits = service.limits
     app.add_middleware(HostGuard, allowed=allowed_hosts)
     install_error_handlers(app)
     include_routes(app)

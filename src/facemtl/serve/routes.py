@@ -23,7 +23,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ..analyzer import ItemError
 from .errors import ServeError
-from .info import explainable
 from .parsing import (
     decode_each,
     decode_image,
@@ -84,10 +83,15 @@ async def _analyze(service: ServiceState, items: list[tuple[str, np.ndarray]], l
     return out
 
 
+@functools.cache
+def _page_html() -> str:
+    """The web page, read from the package once."""
+    return resources.files(__package__).joinpath("static/index.html").read_text("utf-8")
+
+
 @_route("/", "GET", response_class=HTMLResponse, include_in_schema=False)
 def page() -> HTMLResponse:
-    return HTMLResponse(resources.files(__package__).joinpath("static/index.html").read_text("utf-8"),
-                        headers={"Content-Security-Policy": PAGE_CSP})
+    return HTMLResponse(_page_html(), headers={"Content-Security-Policy": PAGE_CSP})
 
 
 @_route("/health", "GET", summary="Liveness and counters")
@@ -178,7 +182,7 @@ def _render_explanation(analyzer: Any, arr: np.ndarray, face: int, tasks: Any) -
 async def explain(request: Request) -> Response:
     service = _service(request)
     settings = service.settings
-    if not explainable(service.analyzer):
+    if not service.info["explain"]:  # decided once, when the service was built (model_info)
         raise ServeError(422, "this model cannot be explained (Grad-CAM needs PyTorch, pip install "
                               "\"facemtl[explain]\", and a PyTorch checkpoint or the bundled default model)")
     body = await read_body(request, many=False, settings=settings)
