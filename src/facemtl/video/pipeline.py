@@ -181,8 +181,6 @@ def iter_video(analyzer: Any, source: VideoSource, config: VideoConfig | None = 
             info["frames_dropped"] = ahead.dropped
             if index % every_n:
                 continue
-            h, w = rgb.shape[:2]
-            run.start((h, w))
             yield run.process(rgb, index, clock.time_s(index, frame_time))
             if config.max_frames is not None and run.processed >= config.max_frames:
                 break

@@ -22,7 +22,6 @@ class AttributeSmoother:
 
     def __init__(self, tasks: Sequence[TaskSpec], alpha: float = 0.3) -> None:
         self.specs = {t.name: t for t in tasks}
-        self.kinds = {t.name: t.kind for t in tasks}
         self.alpha = float(alpha)
         self._state: dict[int, dict[str, tuple[float, dict[str, float] | None, float | None, float | None]]] = {}
 
@@ -42,11 +41,11 @@ class AttributeSmoother:
                 if low is not None and high is not None and prev[2] is not None and prev[3] is not None:
                     low, high = a * low + (1.0 - a) * prev[2], a * high + (1.0 - a) * prev[3]  # the interval too
             state[name] = (value, probs, low, high)
-            if self.kinds.get(name) == "classification" and probs:
+            spec = self.specs.get(name)
+            if spec is not None and spec.kind == "classification" and probs:
                 best = max(probs, key=probs.__getitem__)  # first label wins a tie, as argmax does
                 out[name] = Prediction(name, best, probs[best], probs)
             else:
-                spec = self.specs.get(name)
                 label = pred.label
                 if spec is not None and spec.kind == "regression" and spec.label_grouping:
                     label = spec.most_probable_group(probs) if probs else spec.group_of(value)
