@@ -89,7 +89,7 @@ def shard_batches(batches: list[T], rank: int, world_size: int) -> list[T]:
     """
     if world_size <= 1:
         return batches
-    n = max(1, len(batches) // world_size)
+    n = shard_steps(len(batches), world_size)
     return [batches[(rank + i * world_size) % len(batches)] for i in range(n)]
 
 

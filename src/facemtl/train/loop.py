@@ -573,7 +573,7 @@ def _train_epoch(run: _Run, epoch: int) -> _EpochStats:
     for step in range(run.start_step if epoch == run.start_epoch else 0, len(batches)):
         gstep = epoch * run.steps_per_epoch + step
         _test_kill_hook(dinfo.rank, gstep)
-        spent = run.spent_s() if cfg.time_budget_min and dinfo.enabled else None
+        spent = run.spent_s() if cfg.time_budget_min else None  # rank 0's clock under DDP
         for g in run.opt.param_groups:
             g["lr"] = run.lr(gstep, spent)
         n, loss, parts = _step(run, net, batches[step])
