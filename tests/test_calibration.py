@@ -231,3 +231,14 @@ def test_min_quality_ok_drops_the_doubtful_faces(tiny_model, fake_detector, face
 
     rows = csv_rows(keep)
     assert rows[-1]["quality"] == "low" and "small face" in rows[-1]["quality_reasons"]
+
+
+def test_a_nan_prediction_has_no_age_group_and_is_an_error():
+    from facemtl.calibration import GROUP_NAMES, AgeIntervals
+
+    iv = AgeIntervals({g: tuple(float(i) for i in range(200)) for g in GROUP_NAMES}, {g: 200 for g in GROUP_NAMES})
+    assert iv.interval(30.0)[0] < 30.0 < iv.interval(30.0)[1]
+    with pytest.raises(ValueError, match="NaN"):
+        iv.interval(float("nan"))  # not silently the 70+ group's interval
+    with pytest.raises(ValueError, match="NaN"):
+        iv.intervals(np.array([30.0, float("nan")]))

@@ -47,7 +47,17 @@ def _intervals_key() -> str:
     return spec.name if spec is not None else "intervals"
 
 
-GROUP_NAMES: tuple[str, ...] = tuple(g for g, _ in _groups())
+_GROUPS: Bucketing = _groups()  # fixed at import: the registry refuses a second interval task
+GROUP_NAMES: tuple[str, ...] = tuple(g for g, _ in _GROUPS)
+
+
+def _group_index(predicted: Any) -> np.ndarray:
+    """(N,) index into :data:`GROUP_NAMES` of each predicted value; a NaN prediction belongs to no group and is an
+    error (as :func:`facemtl.tasks.bucket_name` says), never the last group."""
+    idx = bucket(predicted, _GROUPS)
+    if (idx < 0).any():
+        raise ValueError("age is NaN: it has no age group")
+    return idx
 
 
 def check_level(level: Any) -> float:
@@ -140,14 +150,14 @@ class AgeIntervals:
 
     def interval(self, predicted: float, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
         """(low, high) years around a predicted age, clipped to the value range."""
-        q = self.half_width(GROUP_NAMES[int(bucket([predicted], _groups())[0])], level)
+        q = self.half_width(GROUP_NAMES[int(_group_index([predicted])[0])], level)
         lo, hi = self.value_range
         return max(lo, predicted - q), min(hi, predicted + q)
 
     def intervals(self, predicted: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised :meth:`interval`: (low, high) arrays."""
         q = np.array([self.half_width(g, level) for g in GROUP_NAMES])
-        idx = bucket(predicted, _groups())
+        idx = _group_index(predicted)
         lo, hi = self.value_range
         half = q[idx] if len(idx) else np.zeros(0)
         return np.maximum(lo, predicted - half), np.minimum(hi, predicted + half)
@@ -178,7 +188,7 @@ def fit_age_intervals(true_age: np.ndarray, predicted: np.ndarray, min_group: in
         raise InvalidInputError(f"cannot fit age intervals: {len(true_age)} faces with a known age in the "
                                 f"calibration set, at least {min_group} are needed (give --utkface or a manifest "
                                 "with ages)")
-    groups = bucket(predicted, _groups())
+    groups = _group_index(predicted)
     err = np.abs(true_age - predicted)
     own = {g: np.sort(err[groups == i]) for i, g in enumerate(GROUP_NAMES)}
     scores: dict[str, tuple[float, ...]] = {}
