@@ -8,6 +8,7 @@ CSV and :func:`to_dataframe`. An empty CSV field is a missing value (null in Par
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 from ._optional import require
 from .tasks import get_task, list_tasks
 
-__all__ = ["safe_name", "csv_columns", "rows_text", "CSV_LINE_END", "column_types", "csv_rows", "to_dataframe",
-           "csv_to_parquet", "parquet_to_csv", "parquet_sources", "parquet_status"]
+__all__ = ["safe_name", "json_record", "csv_columns", "rows_text", "CSV_LINE_END", "column_types", "csv_rows",
+           "to_dataframe", "csv_to_parquet", "parquet_to_csv", "parquet_sources", "parquet_status"]
 
 _PARQUET_BATCH_ROWS = 50_000  # rows per Parquet row group when converting a CSV: memory stays bounded
 
@@ -41,6 +42,18 @@ def safe_name(name: Any) -> str:
     except UnicodeEncodeError:
         raw = name.encode("utf-8", "backslashreplace")  # other lone surrogates: escaped as \\udcXX
     return raw.decode("utf-8", "backslashreplace")
+
+
+def json_record(res: Any, name: str | None = None) -> str:
+    """One line of a batch's JSON Lines file: the image's result, or its error, under ``source`` (``name``, or the
+    result's own source), made printable like the CSV's; the local and the Ray engine write the same lines."""
+    source = safe_name(res.source if name is None else name)
+    if hasattr(res, "faces"):
+        rec = res.to_dict()
+        rec["source"] = source
+    else:
+        rec = {"source": source, "error": safe_name(res.error)}
+    return json.dumps(rec) + "\n"
 
 
 def _task_columns(spec: Any) -> dict[str, str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._optional import require
-from ._rows import csv_columns, csv_rows, safe_name
+from ._rows import csv_columns, csv_rows, json_record, safe_name
 from .errors import ConfigError, FacemtlError
 
 __all__ = ["analyze_dataset", "FileAnalyzer", "RAY_EXTRA"]
@@ -79,7 +79,7 @@ class FileAnalyzer:
             out["rows"].append(json.dumps(rows))
             out["n_faces"].append(0 if failed else len(res.faces))
             out["failed"].append(failed)
-            out["record"].append(_json_record(res, name) if self.jsonl else "")
+            out["record"].append(json_record(res, name) if self.jsonl else "")
         return out
 
     def _analyze(self, names: list[str], sources: list[Any]) -> list[Any]:
@@ -128,15 +128,6 @@ def _batch_sources(batch: dict[str, Any]) -> tuple[list[str], list[Any]]:
                            f"column of encoded images; it has {sorted(batch)}")
     names = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in batch[path_col]]
     return names, list(names)
-
-
-def _json_record(res: Any, name: str) -> str:
-    if hasattr(res, "faces"):
-        rec = res.to_dict()
-        rec["source"] = safe_name(name)
-    else:
-        rec = {"source": safe_name(name), "error": safe_name(res.error)}
-    return json.dumps(rec) + "\n"
 
 
 def _unpack(batch: Any) -> Any:

@@ -28,6 +28,7 @@ from .._rows import (
     csv_columns,
     csv_rows,
     csv_to_parquet,
+    json_record,
     parquet_status,
     parquet_to_csv,
     rows_text,
@@ -50,7 +51,6 @@ from ._common import (
 )
 
 FORMATS = (".csv", ".jsonl", ".parquet")
-_CSV_END = CSV_LINE_END
 
 EXIT_CODES = """exit status, for the files given as they stand in the output at the end (resumed ones included):
 0 none failed; 1 a setup or output error (bad option value, missing input, unwritable or locked output, disk
@@ -239,7 +239,7 @@ def _rewrite(path: Path, keep: Callable[[int, list[str] | str], bool]) -> None:
             with open(path, newline="", encoding="utf-8", errors="replace") as src, \
                     open(tmp, "w", newline="", encoding="utf-8") as dst:
                 reader = csv.reader(src)
-                writer = csv.writer(dst, lineterminator=_CSV_END)
+                writer = csv.writer(dst, lineterminator=CSV_LINE_END)
                 writer.writerow(next(reader))
                 i = 0
                 try:
@@ -356,7 +356,7 @@ class _LocalEngine:
     def results(self, files: list[str]) -> Iterator[tuple[str, int, bool]]:
         columns = csv_columns()
         for res in analyze_files(self.analyzer, files):
-            text = _json_text(res) if self.jsonl else _csv_text(res, columns)
+            text = json_record(res) if self.jsonl else _csv_text(res, columns)
             yield text, len(getattr(res, "faces", [])), not hasattr(res, "faces")
 
     def close(self) -> None:
@@ -370,15 +370,6 @@ def _engine(args: argparse.Namespace, jsonl: bool):
         kwargs = analyzer_kwargs(args)  # a bad --model or --device: one error before Ray starts
         return RayEngine(kwargs, config_from_args(RayOptions, args), jsonl, quiet=quiet(args))
     return _LocalEngine(build_analyzer(args), jsonl)
-
-
-def _json_text(res) -> str:
-    if hasattr(res, "faces"):
-        rec = res.to_dict()
-        rec["source"] = safe_name(rec["source"])
-    else:
-        rec = {"source": safe_name(res.source), "error": safe_name(res.error)}
-    return json.dumps(rec) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -441,7 +432,7 @@ def _run_locked(args: argparse.Namespace, out: Path, files: list[str], parquet: 
         writer = _RowWriter(sink, out)
         if new and sink.suffix == ".csv":
             buf = io.StringIO()
-            csv.DictWriter(buf, columns, lineterminator=_CSV_END).writeheader()
+            csv.DictWriter(buf, columns, lineterminator=CSV_LINE_END).writeheader()
             writer.write(buf.getvalue(), counts=False)
         for text, faces, bad in engine.results(todo):
             # One write per file, on disk at once: a file is there whole or not at all (resume redoes it).
