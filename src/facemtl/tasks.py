@@ -420,7 +420,8 @@ def registered(spec: TaskSpec) -> Iterator[TaskSpec]:
     try:
         yield spec
     finally:
-        _TASKS.pop(spec.name, None)
+        if spec.name in _TASKS:
+            unregister_task(spec.name)
 
 
 def get_task(name: str) -> TaskSpec:

@@ -41,9 +41,10 @@ def _slice_value(r: Record, name: str, table: Any) -> Any:
     return None
 
 
-def _stratum(r: Record, plan: tuple[list[tuple[str, Any]], list[str]] | None = None) -> tuple:
-    """(source, ethnicity, gender, age band, emotion): the source, every slice, the other classification labels."""
-    slices, others = plan or _strata_plan()
+def _stratum(r: Record, plan: tuple[list[tuple[str, Any]], list[str]]) -> tuple:
+    """(source, ethnicity, gender, age band, emotion): the source, every slice, the other classification labels
+    (``plan``: :func:`_strata_plan`, made once per split)."""
+    slices, others = plan
     return (r.source, *[_slice_value(r, name, table) for name, table in slices],
             *[r.labels.get(n) for n in others])
 

@@ -38,8 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ConfigError, InvalidInputError
-from ..groups import bucket_names, key_spec, slice_keys
-from ..groups import group_values as _group_values
+from ..groups import bucket_names, group_values, key_spec, slice_keys
 from ..tasks import TaskSpec, get_task, list_tasks, resolve_tasks
 from ._json import finite_number
 from .bootstrap import bootstrap_gap_ci, bootstrap_mean_ci
@@ -206,13 +205,6 @@ def build_records(
 
 
 # --------------------------------------------------------------------------- group tables
-
-
-def group_values(key: str) -> list[str]:
-    """The values a group key can take, in display order: the bands of a regression task's bucketing
-    (``age_band``), the labels of a registered classification task (``ethnicity``, ``gender``); ``[]`` for any
-    other attribute (:func:`facemtl.groups.group_values`)."""
-    return _group_values(key)
 
 
 def _extremes(rows: Sequence[dict[str, Any]], higher_is_better: bool, min_count: int) -> dict[str, Any]:

@@ -592,8 +592,7 @@ def _regression_report(
         out["mae_by_band"] = mae_by_band(t, p, bands)
     if groups is not None:
         key = f"{spec.label_grouping or spec.name + '_group'}_accuracy"  # age: "age_group_accuracy"
-        out[key] = group_accuracy(y_true, y_pred, groups, pred_groups) if pred_groups \
-            is not None else group_accuracy(t, p, groups)
+        out[key] = group_accuracy(y_true, y_pred, groups, pred_groups)
         out["mae_by_group"] = mae_by_band(t, p, groups)  # the finer groups of the true value (age: 0-2 ... 70+)
     return out
 

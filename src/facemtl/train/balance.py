@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError, unknown_name
-from ..evaluate.fairness import DEFAULT_GROUP_KEYS
-from ..groups import group_codes
+from ..groups import group_codes, slice_keys
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["BALANCE_KEYS", "BALANCE_MODES", "check_balance", "group_ids", "group_weights"]
 
 BALANCE_MODES: tuple[str, ...] = ("none", "sample", "reweight")
-BALANCE_KEYS: tuple[str, ...] = DEFAULT_GROUP_KEYS
+BALANCE_KEYS: tuple[str, ...] = slice_keys()
 
 
 def check_balance(mode: str, keys: Sequence[str], power: float, max_ratio: float) -> None:
@@ -51,7 +50,7 @@ def check_balance(mode: str, keys: Sequence[str], power: float, max_ratio: float
 def group_ids(targets: Mapping[str, torch.Tensor], keys: Sequence[str]) -> np.ndarray:
     """(N,) group index per sample over the crossing of ``keys``; -1 where any attribute is missing."""
     n = len(next(iter(targets.values()))) if targets else 0
-    codes = group_codes(targets, keys) if n else np.zeros((0, len(keys)), int)
+    codes = group_codes(targets, keys)
     missing = (codes < 0).any(1)
     ids = np.full(n, -1, dtype=np.int64)
     if (~missing).any():
