@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import logging
 import sys
@@ -109,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: bound to {listen.host} with any Host header accepted (--allowed-hosts '*')",
                   file=sys.stderr, flush=True)
     settings = ServeSettings(**limits)  # checked: a limit that is not positive is one ConfigError
-    app = create_app(build_analyzer(args), max_upload_mb=settings.max_upload_mb, max_pixels=settings.max_pixels,
-                     max_batch=settings.max_batch, max_concurrency=settings.max_concurrency,
-                     body_timeout=settings.body_timeout, max_batch_mb=settings.max_batch_mb,
-                     max_pixels_in_flight=settings.max_pixels_in_flight, allowed_hosts=allowed)
+    app = create_app(build_analyzer(args), **dataclasses.asdict(settings), allowed_hosts=allowed)
     print(f"facemtl serve: http://{listen.host}:{listen.port}/  (API docs: /docs; Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=listen.host, port=listen.port, log_level="debug" if args.verbose
                 else "error" if getattr(args, "quiet", False) else "warning")
