@@ -23,7 +23,8 @@ from PIL import Image
 from facemtl.cli.__main__ import build_parser, main
 from facemtl.errors import FacemtlError
 
-ADDED = {cmd: {"--config"} for cmd in ("predict", "batch", "serve", "export")}
+ADDED: dict[str, set[str]] = {cmd: {"--config"} for cmd in ("predict", "batch", "serve", "export")}
+ADDED["train"] = {"--split-seed"}
 REQUIRED = {"batch": ["x", "--out", "o.csv"], "calibrate": ["--out", "c.json"], "explain": ["img", "--out", "o.png"]}
 _KINDS = {"_StoreAction": "store", "_StoreTrueAction": "store_true", "_StoreFalseAction": "store_false",
           "_AppendAction": "append", "BooleanOptionalAction": "bool", "_StoreConstAction": "store_const",

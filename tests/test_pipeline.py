@@ -242,3 +242,31 @@ def test_validation_in_train_reports_what_evaluate_reports(tmp_path, tiny_datase
     with pytest.raises(DatasetError, match="is not the split this checkpoint was trained with"):
         evaluate(EvaluateConfig(model=res["best"], utkface=cfg.utkface, split="val", bootstrap=0,
                                 cache_dir=cfg.cache_dir, split_manifest=str(other)))
+
+
+def test_fine_tuning_with_another_seed_keeps_the_split_through_split_seed(tmp_path, tiny_dataset, caplog):
+    """The split follows ``split_seed`` (default: ``seed``); a fine-tuning run that splits otherwise than its
+    init_checkpoint's run is warned that its validation part holds images the init model was trained on."""
+    from facemtl.data.split import split_seed_of
+    from facemtl.train.loop import TrainConfig, train
+
+    def run(name: str, **kw) -> tuple[dict, bytes]:
+        cfg = TrainConfig(utkface=str(tiny_dataset.utkface), backbone="tiny", pretrained=False, epochs=1,
+                          batch_size=4, val_fraction=0.5, out=str(tmp_path / name), cache_dir=str(tmp_path / "c"),
+                          **kw)
+        res = train(cfg)
+        return res, (tmp_path / name / "split.csv").read_bytes()
+
+    first, split_a = run("a", seed=3)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="facemtl.train.loop"):
+        kept, split_b = run("b", seed=5, split_seed=3, init_checkpoint=first["best"])
+    assert split_b == split_a and "split otherwise" not in caplog.text
+    with caplog.at_level("WARNING", logger="facemtl.train.loop"):
+        _, split_c = run("c", seed=5, init_checkpoint=first["best"])
+    assert split_c != split_a
+    assert "split otherwise" in caplog.text and "split_seed 3 -> 5" in caplog.text
+    # evaluate re-derives a split from the checkpoint's split seed, not from its sampling seed
+    _, meta = load_checkpoint(kept["best"])
+    assert split_seed_of(meta["train_config"]) == 3 and meta["train_config"]["seed"] == 5
+    assert split_seed_of({"seed": 7}) == 7  # files written before split_seed existed

@@ -21,6 +21,8 @@ HELP: dict[str, str | Arg] = {
     "out": "run folder (checkpoints, metrics.csv, split.csv)", "backbone": "backbone name",
     "resume": "continue from RUN_DIR/last.pt", "limit": "at most this many images per source",
     "age_loss": "dldl | l1 | mse", "loss_weighting": "static | uncertainty",
+    "split_seed": "seed of the train/validation split (default: --seed); keep the init_checkpoint's when "
+                  "fine-tuning with another --seed, so its held-out images stay held out",
     "time_budget_min": "stop after this many minutes (checkpoint kept)",
     "ema_decay": "keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and "
                  "validate, select and save it instead of the raw weights; 0 = off",

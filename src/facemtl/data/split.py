@@ -14,7 +14,7 @@ from ..groups import bucket_name, key_spec, slice_keys
 from ..tasks import get_task, list_tasks
 from .datasets import DatasetIndex, Record
 
-__all__ = ["make_split", "write_split_manifest", "read_split_manifest"]
+__all__ = ["make_split", "write_split_manifest", "read_split_manifest", "split_seed_of"]
 
 
 def _strata_plan() -> tuple[list[tuple[str, Any]], list[str]]:
@@ -98,3 +98,8 @@ def read_split_manifest(path: str | Path) -> dict[str, str]:
     """sha1 digest -> split, from a manifest written by :func:`write_split_manifest`."""
     with open(path, newline="") as f:
         return {row["sha1"]: row["split"] for row in csv.DictReader(f)}
+
+
+def split_seed_of(tcfg: dict[str, Any]) -> int:
+    """The split seed a stored ``train_config`` was split with (older files have ``seed`` only)."""
+    return int(tcfg["split_seed"] if tcfg.get("split_seed") is not None else tcfg.get("seed", 0))

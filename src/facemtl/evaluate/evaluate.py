@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.datasets import Record, extra_targets, target_arrays
 from ..data.gather import gather_records
-from ..data.split import read_split_manifest
+from ..data.split import read_split_manifest, split_seed_of
 from ..errors import DatasetError, FacemtlError, InvalidInputError
 from .fairness import DEFAULT_GROUP_KEYS, build_records, fairness_report
 from .metrics import compute_task_metrics
@@ -282,7 +282,7 @@ def held_out_records(cfg: EvaluateConfig, meta: dict[str, Any]) -> tuple[list[Re
     source_val_fraction))."""
     tcfg = meta.get("train_config") or {}
     manifest = _run_manifest(cfg, meta)
-    seed = cfg.seed if cfg.seed is not None else int(tcfg.get("seed", 0))
+    seed = cfg.seed if cfg.seed is not None else split_seed_of(tcfg)
     vf = cfg.val_fraction if cfg.val_fraction is not None else float(tcfg.get("val_fraction", 0.1))
     svf = tcfg.get("source_val_fraction") or {"fairface": 0.2, "celeba_gender": 0.2}
     sources: dict[str, Any] = dict(fairface=cfg.fairface, celeba_gender=cfg.celeba_gender, source_val_fraction=svf)

@@ -70,6 +70,7 @@ class TrainConfig:
     balance_power: float = 1.0
     balance_max_ratio: float = 10.0
     seed: int = 0
+    split_seed: int | None = None
     device: str = "auto"
     threads: int | None = None
     channels_last: bool = True
@@ -117,6 +118,11 @@ class TrainConfig:
         from ..models.factory import ModelConfig  # the backbone registry is PyTorch: training needs it anyway
 
         ModelConfig(backbone=self.backbone, tasks=self.tasks, input_size=self.input_size)  # validates names
+
+    @property
+    def effective_split_seed(self) -> int:
+        """The seed of the train/validation split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.split import split_seed_of
 from ..data.transforms import AugmentConfig, augment_batch
 from ..errors import FacemtlError, unknown_name
 from ..evaluate.metrics import get_metric
@@ -456,10 +457,29 @@ def _build_model(cfg: TrainConfig) -> MultiTaskNet:
             raise FacemtlError(f"init_checkpoint {cfg.init_checkpoint} is a {init_backbone} model with tasks "
                                f"{list(init.heads)}; this run builds {cfg.backbone} with {list(model.heads)}")
         model.load_state_dict(init.state_dict())
+        _warn_split_change(cfg, init_meta.get("train_config") or {})
     if cfg.init_backbone:  # backbone weights from a file (ImageNet weights carried to a machine without the package)
         state = torch.load(cfg.init_backbone, map_location="cpu", weights_only=True)
         model.backbone.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model
+
+
+SPLIT_KEYS = ("val_fraction", "source_val_fraction", "limit")  # with the split seed: what decides the split
+
+
+def _warn_split_change(cfg: TrainConfig, init_tcfg: dict[str, Any]) -> None:
+    """Warn when a fine-tuning run splits its data otherwise than the run that made its init_checkpoint: images
+    that model was trained on would then be in this run's validation part (optimistic, leaking figures)."""
+    if not init_tcfg:
+        return
+    mine = {"split_seed": cfg.effective_split_seed, **{k: getattr(cfg, k) for k in SPLIT_KEYS}}
+    theirs = {"split_seed": split_seed_of(init_tcfg), **{k: init_tcfg.get(k) for k in SPLIT_KEYS}}
+    changed = {k: (theirs[k], mine[k]) for k in mine if theirs[k] != mine[k]}
+    if changed:
+        detail = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        log.warning("init_checkpoint %s was split otherwise (%s): images it was trained on can be in this run's "
+                    "validation part, whose figures are then optimistic; set split_seed (and the fractions) as it "
+                    "had them to keep its held-out images held out", cfg.init_checkpoint, detail)
 
 
 def _load_sources(cfg: TrainConfig, size: int, out: Path, dinfo: DistInfo
@@ -469,7 +489,7 @@ def _load_sources(cfg: TrainConfig, size: int, out: Path, dinfo: DistInfo
     if not main:  # rank 0 goes first: it writes split.csv and fills the crop cache the others then read
         _barrier(dinfo)
     records, counts, manifest_sha = gather_records(
-        cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.seed,
+        cfg.utkface, cfg.fer2013, cfg.manifest, cfg.limit, cfg.val_fraction, cfg.effective_split_seed,
         out / "split.csv" if main else None, fairface=cfg.fairface, celeba_gender=cfg.celeba_gender,
         source_val_fraction=cfg.source_val_fraction, ferplus=cfg.ferplus_weight > 0)
     sources, framed = build_sources(records, size, Path(cfg.cache_dir) if cfg.cache_dir else None, cfg.workers,
