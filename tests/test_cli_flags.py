@@ -409,9 +409,9 @@ SNAPSHOT = {
         '--no-progress': {'default': False, 'help': 'no progress bar', 'action': 'store_true'},
         '--engine': {'default': 'local', 'help': 'default: local', 'choices': ['local', 'ray']},
         '--ray-address': {'default': None, 'help': 'connect to this running Ray cluster (default: start a local Ray for the run)', 'metavar': 'ADDR'},
-        '--ray-cpus': {'default': None, 'help': 'CPUs of the local Ray (default: all)', 'type': '_positive', 'metavar': 'N'},
-        '--ray-concurrency': {'default': None, 'help': 'actors, each with one model (default: one per CPU of the Ray cluster)', 'type': '_positive', 'metavar': 'K'},
-        '--ray-batch-size': {'default': None, 'help': 'files per actor call (default: 16)', 'type': '_positive', 'metavar': 'B'},
+        '--ray-cpus': {'default': None, 'help': 'CPUs of the local Ray (default: all)', 'type': 'positive_int', 'metavar': 'N'},
+        '--ray-concurrency': {'default': None, 'help': 'actors, each with one model (default: one per CPU of the Ray cluster)', 'type': 'positive_int', 'metavar': 'K'},
+        '--ray-batch-size': {'default': None, 'help': 'files per actor call (default: 16)', 'type': 'positive_int', 'metavar': 'B'},
     },
     'train': {
         '--config': {'default': None, 'help': 'YAML file with TrainConfig options'},
@@ -463,7 +463,7 @@ SNAPSHOT = {
         '--tasks': {'default': '==SUPPRESS==', 'help': 'comma-separated tasks (default: all)'},
         '--sample-ratio': {'default': '==SUPPRESS==', 'help': 'mix of sources per epoch, e.g. utkface=1,fer2013=1 (default: proportional to size)'},
         '--no-progress': {'default': False, 'help': 'no progress bars (also with -q)', 'action': 'store_true'},
-        '--nproc-per-node': {'default': None, 'help': 'train data-parallel on N processes of this machine: relaunches this command through torchrun (the same as `torchrun --standalone --nproc-per-node N -m facemtl train ...`); --batch-size is per process', 'type': '_positive_int', 'metavar': 'N'},
+        '--nproc-per-node': {'default': None, 'help': 'train data-parallel on N processes of this machine: relaunches this command through torchrun (the same as `torchrun --standalone --nproc-per-node N -m facemtl train ...`); --batch-size is per process', 'type': 'positive_int', 'metavar': 'N'},
     },
     'evaluate': {
         '--model': {'default': '==SUPPRESS==', 'help': 'bundled name (default, default-pytorch), .onnx or .pt (default: the bundled model)'},

@@ -23,6 +23,7 @@ __all__ = [
     "unregister_task",
     "registered",
     "get_task",
+    "find_task",
     "list_tasks",
     "interval_task",
     "resolve_tasks",
@@ -430,6 +431,11 @@ def get_task(name: str) -> TaskSpec:
         return _TASKS[name]
     except KeyError:
         raise unknown_name("task", name, _TASKS) from None
+
+
+def find_task(name: str) -> TaskSpec | None:
+    """The registered task of this name, or None (a model's head that is not registered here)."""
+    return _TASKS.get(name)
 
 
 def list_tasks() -> list[str]:

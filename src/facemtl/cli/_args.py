@@ -78,6 +78,17 @@ class _BooleanOptional(_Given, argparse.BooleanOptionalAction):
     pass
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (counts of processes, CPUs, actors, files)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return n
+
+
 def _base(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -37,7 +37,7 @@ from .._rows import (
 from ..analyzer import analyze_files
 from ..batch_ray import DEFAULT_BATCH_SIZE, RayOptions
 from ..errors import InvalidInputError, OutputError, OutputLockedError
-from ._args import Arg, add_config_arg, add_dataclass_args, config_from_args
+from ._args import Arg, add_config_arg, add_dataclass_args, config_from_args, positive_int
 from ._common import (
     ANALYZER_SKIP,
     add_analyzer_args,
@@ -59,23 +59,13 @@ error rows); 130 interrupted. Resuming analyses failed files again (their error 
 --no-retry-failed."""
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
-    return n
-
-
 # The --ray-* flags: the fields of RayOptions (--engine, which chooses the engine, is no Ray option: hand-written).
 RAY_HELP: dict[str, str | Arg] = {
     "ray_address": Arg("connect to this running Ray cluster (default: start a local Ray for the run)", metavar="ADDR"),
-    "ray_cpus": Arg("CPUs of the local Ray (default: all)", type=_positive, metavar="N"),
-    "ray_concurrency": Arg("actors, each with one model (default: one per CPU of the Ray cluster)", type=_positive,
+    "ray_cpus": Arg("CPUs of the local Ray (default: all)", type=positive_int, metavar="N"),
+    "ray_concurrency": Arg("actors, each with one model (default: one per CPU of the Ray cluster)", type=positive_int,
                            metavar="K"),
-    "ray_batch_size": Arg(f"files per actor call (default: {DEFAULT_BATCH_SIZE})", type=_positive, metavar="B"),
+    "ray_batch_size": Arg(f"files per actor call (default: {DEFAULT_BATCH_SIZE})", type=positive_int, metavar="B"),
 }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from .._rows import safe_name
 from ..analyzer import analyze_files
 from ..errors import FacemtlError, InvalidInputError
-from ..tasks import get_task, list_tasks
+from ..tasks import find_task
 from ..video import VideoConfig
 from ..video.io import is_stream_url
 from ._args import add_config_arg, add_dataclass_args, config_from_args
@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _row(face) -> str:
     parts = [f"box=({', '.join(f'{v:.0f}' for v in face.box.xyxy)})", f"score={face.score:.2f}"]
     for name, pred in face.attributes.items():
-        spec = get_task(name) if name in list_tasks() else None
+        spec = find_task(name)
         if spec is not None and spec.kind == "regression":
             span = f" [{pred.low:.0f}-{pred.high:.0f}]" if pred.low is not None and pred.high is not None else ""
             group = ""

@@ -12,7 +12,7 @@ from typing import Any
 from .._device import resolve_device
 from ..errors import ConfigError
 from ..train.config import TrainConfig
-from ._args import Arg, add_dataclass_args, config_from_args, load_yaml_config
+from ._args import Arg, add_dataclass_args, config_from_args, load_yaml_config, positive_int
 from ._common import DEVICE_ARG
 
 HELP: dict[str, str | Arg] = {
@@ -53,21 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file with TrainConfig options")
     add_dataclass_args(p, TrainConfig, skip=("augment", "geometry", "framing", "source_val_fraction"), help_=HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also with -q)")
-    p.add_argument("--nproc-per-node", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--nproc-per-node", type=positive_int, default=None, metavar="N",
                    help="train data-parallel on N processes of this machine: relaunches this command through "
                    "torchrun (the same as `torchrun --standalone --nproc-per-node N -m facemtl train ...`); "
                    "--batch-size is per process")
     p.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

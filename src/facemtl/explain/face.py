@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import FacemtlError, InvalidInputError, unknown_name
 from ..image import ImageInput
 from ..results import Face, ImageResult, Prediction
-from ..tasks import get_task, list_tasks
+from ..tasks import find_task
 from .gradcam import GradCAM
 
 if TYPE_CHECKING:  # the analyzer sits above explain in the dependency order; it is only passed in
@@ -171,7 +171,8 @@ def _caption(task: str, pred: Prediction, target: str | None) -> list[str]:
         if target != pred.label:
             line += f" (map: {target} {pred.probs.get(target, 0.0):.0%})"
         return [task, line]
-    unit = get_task(task).unit if task in list_tasks() else ""
+    spec = find_task(task)
+    unit = spec.unit if spec is not None else ""
     value = f"{pred.value:.1f}" + (f" {unit}" if unit else "")
     return [task, value + (f" ({pred.label})" if pred.label else "")]
 

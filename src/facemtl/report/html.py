@@ -26,7 +26,7 @@ from ..evaluate._json import finite_number, jsonable
 from ..evaluate.calibration_report import ECE_TARGET, GROUP_MIN, age_targets, coverage_groups
 from ..evaluate.fairness import DEFAULT_GROUP_KEYS, fairness_rows, group_values
 from ..evaluate.metrics import flatten_metrics
-from ..tasks import TaskSpec, get_task, interval_task, list_tasks
+from ..tasks import find_task, get_task, interval_task, list_tasks
 from ._format import (
     METRIC_NAMES,
     confidence_level,
@@ -90,12 +90,8 @@ def _section(sid: str, title: str, body: str) -> str:
     return f'<section id="{esc(sid)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
-def _spec(task: str) -> TaskSpec | None:
-    return get_task(task) if task in list_tasks() else None
-
-
 def _headline_metric(task: str, m: Mapping[str, Any]) -> str:
-    spec = _spec(task)
+    spec = find_task(task)
     if spec is not None:
         return spec.headline
     return "mae" if _spec_kind(task, m) == "regression" else "accuracy"
@@ -200,7 +196,7 @@ def _metrics_section(metrics: Mapping[str, Mapping[str, Any]]) -> str:
             rows = [[esc(b),
                      esc(format_metric(v.get("mae"), "mae")) if v.get("n") else '<span class="empty">no samples</span>',
                      esc(v.get("n", 0))] for b, v in m["mae_by_band"].items()]
-            spec = _spec(task)
+            spec = find_task(task)
             unit = spec.unit if spec is not None and spec.unit else "years"
             tables.append(_table([f"true {task} band", f"MAE ({unit})", "n"], rows))
         parts.append(f'<div class="row">{"".join(tables)}</div>')  # side by side: they are narrow
@@ -254,7 +250,7 @@ def _spec_kind(task: str, m: Mapping[str, Any]) -> str:
 def _regression_section(task: str, m: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] | None) -> str:
     """The plots of one regression task (age): MAE per band, and with per-image data the scatter of predicted
     against true values and the error histogram."""
-    spec = _spec(task)
+    spec = find_task(task)
     title = task.capitalize()
     if _no_labels(task, m):
         return _section(task, title, _note(m.get("note") or f"no {task} labels in this data: no {task} plots"))
