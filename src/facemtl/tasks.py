@@ -8,6 +8,7 @@ CLI choices and ONNX output names all derive from it: a new task is one :func:`r
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -308,9 +309,9 @@ class TaskSpec:
                 return table
         raise unknown_name(f"{self.name} grouping", name, [n for n, _ in self.groupings])
 
-    @property
+    @functools.cached_property
     def group_names(self) -> tuple[str, ...]:
-        """The groups of the label grouping, in order (``()`` without one)."""
+        """The groups of the label grouping, in order (``()`` without one); worked out once per spec."""
         return tuple(g for g, _ in self.grouping(self.label_grouping)) if self.label_grouping else ()
 
     def group_of(self, value: float) -> str | None:
