@@ -83,7 +83,8 @@ def test_keep_samples_is_json_and_off_by_default(tiny_report):
     s = rep["samples"]
     assert len(s) == rep["data"]["n_images"] == 13
     json.dumps(rep, allow_nan=False)
-    assert {"path", "true", "pred", "probs"} <= set(s[0])
+    assert {"path", "true", "pred", "probs", "key", "split", "true_interval", "true_majority"} <= set(s[0])
+    assert len({x["key"] for x in s}) == len(s)  # one key per image: two models' samples pair up by it
     assert set(s[0]["probs"]) == {"gender", "emotion", "ethnicity"}
     assert EvaluateConfig(utkface="x").keep_samples is False
 

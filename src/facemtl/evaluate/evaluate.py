@@ -419,16 +419,22 @@ def _task_metrics(specs: list, targets: dict[str, np.ndarray], preds: dict[str, 
 
 def _samples(ok: list[Record], specs: list, fair_records: list[dict[str, Any]],
              all_probs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Per-image true/predicted labels (names or years) and class probabilities, JSON-ready."""
+    """Per-image true/predicted labels (names or years) and class probabilities, JSON-ready; ``key`` names the
+    image uniquely (a zip member as ``zip!member``), so two models' samples can be paired."""
     def num(v: Any) -> Any:
         return round(float(v), 2) if isinstance(v, (float, np.floating)) else v
 
     out = []
     for i, (r, fr) in enumerate(zip(ok, fair_records)):
         out.append({
-            "path": r.path, "source": r.source,
+            "path": r.path, "source": r.source, "key": r.key, "split": r.split,
             "true": {s.name: num(fr.get(s.name)) for s in specs},
-            "pred": {k: num(v) for k, v in fr.get("pred", {}).items()},
+            # labels known as a range (FairFace's age bins) and crowd-vote majorities (FER+), when the image has them
+            "true_interval": {t: [float(lo), float(hi)] for t, (lo, hi) in r.intervals.items()},
+            "true_majority": {s.name: s.labels[int(np.argmax(r.soft[s.name]))] for s in specs
+                              if s.name in r.soft and s.kind == "classification"},
+            # predictions unrounded: an age of 29.996 is inside "20-29", and 30.0 would not be
+            "pred": {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in fr.get("pred", {}).items()},
             "probs": {k: [round(float(x), 4) for x in p[i]] for k, p in all_probs.items()},
         })
     return out
