@@ -481,7 +481,7 @@ SNAPSHOT = {
         '--bootstrap': {'default': '==SUPPRESS==', 'help': 'bootstrap resamples for the fairness confidence intervals (0: none) (default: 200)', 'type': 'int'},
         '--threads': {'default': '==SUPPRESS==', 'help': "CPU threads of the model's backend (default: its own choice)", 'type': 'int'},
         '--flip-tta': {'default': '==SUPPRESS==', 'help': ' (default: True)', 'flags': ['--flip-tta', '--no-flip-tta'], 'action': 'bool'},
-        '--keep-samples': {'default': '==SUPPRESS==', 'help': ' (default: False)', 'flags': ['--keep-samples', '--no-keep-samples'], 'action': 'bool'},
+        '--keep-samples': {'default': '==SUPPRESS==', 'help': 'keep each image\'s key, source, true and predicted labels and probabilities in the report (the --json file\'s "samples"): what scripts/paired_compare.py pairs two models\' reports by (default: False)', 'flags': ['--keep-samples', '--no-keep-samples'], 'action': 'bool'},
         '--age-interval': {'default': '==SUPPRESS==', 'help': 'level of the age intervals whose coverage is measured, in (0, 1) (default: 0.9)', 'type': 'float'},
         '--split-manifest': {'default': '==SUPPRESS==', 'help': "the split.csv a training run wrote (default: the one beside --model, when its SHA-256 is the checkpoint's; else the split is re-created from the seed)"},
         '--device': {'default': '==SUPPRESS==', 'help': 'where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N (default: cpu)', 'type': 'device_arg', 'metavar': 'auto|cpu|cuda[:N]'},

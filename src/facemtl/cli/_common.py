@@ -230,6 +230,9 @@ def expand_inputs(items: list[str], recursive: bool = False) -> list[str]:
 
 
 EVAL_HELP = {"age_interval": "level of the age intervals whose coverage is measured, in (0, 1)",
+             "keep_samples": "keep each image's key, source, true and predicted labels and probabilities in the "
+                             "report (the --json file's \"samples\"): what scripts/paired_compare.py pairs two "
+                             "models' reports by",
              "split_manifest": "the split.csv a training run wrote (default: the one beside --model, when its "
                                "SHA-256 is the checkpoint's; else the split is re-created from the seed)",
              "model": "bundled name (default, default-pytorch), .onnx or .pt (default: the bundled model)",
