@@ -221,6 +221,23 @@ def test_quality_rules_name_their_reasons():
     assert yaw_ratio(None) is None and yaw_ratio(((0, 0), (10, 0), (5, 3))) == 0.0
 
 
+def test_a_young_childs_gender_is_flagged_as_a_guess():
+    from facemtl.results import Prediction
+
+    crop = draw_face(112, seed=0)
+    marks = ((40, 50), (72, 50), (56, 66), (44, 80), (68, 80))
+    gender = Prediction("gender", "female", 0.9, {"male": 0.1, "female": 0.9})
+
+    def faces(age: float) -> dict:
+        return {"age": Prediction("age", "0-2" if age < 3 else "30-39", age), "gender": gender}
+
+    assert assess(80, 0.99, marks, crop, faces(1.5)) == ("low", ("gender is a guess at this age",))
+    assert assess(80, 0.99, marks, crop, faces(34.0)) == ("ok", ())
+    assert assess(80, 0.99, marks, crop, {"age": faces(1.5)["age"]}) == ("ok", ())  # no gender asked for
+    assert assess(80, 0.99, marks, crop, faces(1.5), QualityRules(guess_below={})) == ("ok", ())
+    assert QualityRules().guess_below == {"gender": ("age", 3.0)}  # from the task registry
+
+
 def test_min_quality_ok_drops_the_doubtful_faces(tiny_model, fake_detector, face_image):
     keep = FaceAnalyzer(tiny_model, fake_detector, 64)(face_image)
     drop = FaceAnalyzer(tiny_model, fake_detector, 64, options=AnalyzerOptions(min_quality="ok"))(face_image)

@@ -30,6 +30,9 @@ class QualityRules:
         min_score: a detection score below this is a doubtful face (detectors without scores give 1.0).
         min_top_prob: {task: p}: the top class probability below ``p`` is an uncertain answer (default: each
             registered task's ``min_top_prob``: gender 0.6).
+        guess_below: {task: (other task, value)}: the answer of ``task`` is a guess when the predicted value of
+            ``other task`` is below ``value`` (default: each registered task's ``guess_below``: gender below a
+            predicted age of 3).
     """
 
     min_face_px: float = 32.0
@@ -37,13 +40,16 @@ class QualityRules:
     max_yaw: float = 0.45
     min_score: float = 0.95
     min_top_prob: Mapping[str, float] = None  # type: ignore[assignment]
+    guess_below: Mapping[str, tuple[str, float]] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.min_top_prob is None:
-            from .tasks import get_task, list_tasks
+        from .tasks import get_task, list_tasks
 
-            object.__setattr__(self, "min_top_prob", {n: get_task(n).min_top_prob for n in list_tasks()
-                                                      if get_task(n).min_top_prob > 0})
+        specs = [get_task(n) for n in list_tasks()]
+        if self.min_top_prob is None:
+            object.__setattr__(self, "min_top_prob", {s.name: s.min_top_prob for s in specs if s.min_top_prob > 0})
+        if self.guess_below is None:
+            object.__setattr__(self, "guess_below", {s.name: s.guess_below for s in specs if s.guess_below})
 
 
 DEFAULT_RULES = QualityRules()
@@ -91,4 +97,8 @@ def assess(box_min_side: float, score: float, landmarks: Sequence[tuple[float, f
         pred = attributes.get(task)
         if pred is not None and pred.probs and max(pred.probs.values()) < p:
             reasons.append(f"uncertain {task}")
+    for task, (by, below) in rules.guess_below.items():
+        pred, given = attributes.get(task), attributes.get(by)
+        if pred is not None and given is not None and given.value is not None and given.value < below:
+            reasons.append(f"{task} is a guess at this {by}")
     return ("low" if reasons else "ok"), tuple(reasons)

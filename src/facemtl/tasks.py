@@ -190,6 +190,9 @@ class TaskSpec:
         caption_short: the same in the one-line captions of crowded images; ``""``: left out (default:
             ``"{value:.0f}"`` for regression, ``"{label}"`` for classification).
         min_top_prob: quality: a top-class probability below this flags the face "uncertain <name>" (0: never).
+        guess_below: quality: ``(task, value)``: when that (regression) task's predicted value is below ``value``,
+            this task's answer is a guess and the face is flagged "<name> is a guess at this <task>" (gender below
+            a predicted age of 3: right for 61% of such UTKFace held-out faces; MODEL_CARD.md).
     """
 
     name: str
@@ -219,6 +222,7 @@ class TaskSpec:
     caption: str = ""
     caption_short: str | None = None
     min_top_prob: float = 0.0
+    guess_below: tuple[str, float] | None = None
 
     def __post_init__(self) -> None:
         regression = self.kind == "regression"
@@ -240,6 +244,9 @@ class TaskSpec:
             fill["caption"] = "{name} {value:.0f}" if regression else "{label} {value:.0%}"
         if self.caption_short is None:
             fill["caption_short"] = "{value:.0f}" if regression else "{label}"
+        if self.guess_below is not None:
+            by, below = self.guess_below  # a stored spec's list, as a tuple
+            fill["guess_below"] = (str(by), float(below))
         for k, v in fill.items():
             object.__setattr__(self, k, v)
         names = [n for n, _ in self.groupings]
@@ -480,6 +487,7 @@ register_task(TaskSpec(
     metrics=("accuracy", "balanced_accuracy", "macro_f1", "precision", "recall", "f1", "ece", "nll"), sensitive=True,
     display=("Male", "Female"), head_hidden=(128, 64), head_dropout=0.2, head_batchnorm=False,
     summary=("accuracy", "precision", "recall", "f1"), slice_order=1, caption_short="{initial}", min_top_prob=0.6,
+    guess_below=("age", 3.0),
 ))
 register_task(TaskSpec(
     "emotion", "classification",
