@@ -25,13 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from facemtl.evaluate.bootstrap import bootstrap_ci
 from facemtl.evaluate.metrics import balanced_accuracy
 from facemtl.tasks import find_task, in_interval
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure of one source: ``score(data, rows)`` of model A's and model B's per-image data."""
+    """One figure of one source: ``score(data, rows)`` of model A's and model B's per-image data; an error in
+    years (MAE: lower is better) or a share (higher is better, printed in percent)."""
 
     name: str
     lower_is_better: bool
@@ -40,11 +42,20 @@ class Figure:
     score: Callable[[Any, np.ndarray], float]
 
     @property
+    def percent(self) -> bool:
+        return not self.lower_is_better
+
+    @property
     def n(self) -> int:
         return len(self.a[0] if isinstance(self.a, tuple) else self.a)
 
     def values(self, rows: np.ndarray) -> tuple[float, float]:
         return self.score(self.a, rows), self.score(self.b, rows)
+
+    def diff(self, rows: np.ndarray) -> float:
+        """B - A on these rows (one resample scores both models on the same images)."""
+        a, b = self.values(rows)
+        return b - a
 
 
 def _mean(data: np.ndarray, rows: np.ndarray) -> float:
@@ -116,23 +127,15 @@ def compare(a: dict[str, dict], b: dict[str, dict], resamples: int = 2000, seed:
     rows = []
     for source in sorted({a[k]["source"] for k in keys}):
         pairs = [(a[k], b[k]) for k in keys if a[k]["source"] == source]
-        rng = np.random.default_rng(seed)
         for fig in _figures(pairs):
             va, vb = fig.values(np.arange(fig.n))
-            diffs = np.array([vb_ - va_ for va_, vb_ in (fig.values(rng.integers(0, fig.n, fig.n))
-                                                          for _ in range(resamples))])
-            diffs = diffs[~np.isnan(diffs)]
-            low, high = np.percentile(diffs, [2.5, 97.5]) if len(diffs) else (math.nan, math.nan)
+            low, high = bootstrap_ci(fig.diff, fig.n, n_boot=resamples, seed=seed)
             better = high < 0 if fig.lower_is_better else low > 0
             worse = low > 0 if fig.lower_is_better else high < 0
             rows.append({"source": source, "figure": fig.name, "n": fig.n, "a": va, "b": vb, "diff": vb - va,
-                         "ci": [float(low), float(high)],
+                         "ci": [low, high], "percent": fig.percent,
                          "verdict": "B better" if better else "B worse" if worse else "no clear difference"})
     return rows
-
-
-def _fmt(name: str, v: float) -> str:
-    return f"{v:.2f}" if name.endswith("MAE") else f"{100 * v:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(a, b, args.resamples, args.seed)
     print("| source | figure | n | A | B | B - A | 95% interval | verdict |\n|---|---|---:|---:|---:|---:|---|---|")
     for r in rows:
-        scale = 1 if r["figure"].endswith("MAE") else 100
+        scale, digits = (100, 1) if r["percent"] else (1, 2)
         lo, hi = (scale * x for x in r["ci"])
-        print(f"| {r['source']} | {r['figure']} | {r['n']} | {_fmt(r['figure'], r['a'])} | {_fmt(r['figure'], r['b'])} "
+        print(f"| {r['source']} | {r['figure']} | {r['n']} | {scale * r['a']:.{digits}f} | {scale * r['b']:.{digits}f} "
               f"| {scale * r['diff']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | {r['verdict']} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
