@@ -246,7 +246,7 @@ EVAL_HELP = {"age_interval": "level of the age intervals whose coverage is measu
              "detector": "none (default): dataset crops, framed as in training; a detector name (retinaface, haar, "
                          "blazeface): the photo path of `facemtl predict`, largest face per image",
              "cache_dir": "where framed crops are cached (default: ~/.cache/facemtl or $FACEMTL_CACHE)",
-             "seed": "seed of the held-out split (default: the checkpoint's training seed)",
+             "seed": "seed of the held-out split (default: the checkpoint's split seed: its split_seed, else its seed)",
              "val_fraction": "held-out share per source (default: the checkpoint's training value)",
              "threads": "CPU threads of the model's backend (default: its own choice)"}
 
