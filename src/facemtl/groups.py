@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .tasks import Bucketing, TaskSpec, bucket, bucket_name, bucket_names, get_task, list_tasks
+from .tasks import Bucketing, TaskSpec, bucket, bucket_name, bucket_names, get_task, list_tasks, resolve_tasks
 
 __all__ = ["Bucketing", "bucket", "bucket_name", "bucket_names", "slice_keys", "label_slices", "key_spec",
            "group_values", "group_codes", "key_codes"]
@@ -32,7 +32,7 @@ __all__ = ["Bucketing", "bucket", "bucket_name", "bucket_names", "slice_keys", "
 def slice_keys() -> tuple[str, ...]:
     """Every group key of the registered tasks, in ``slice_order`` (ties: registry order): the default groupings
     of the fairness audit and the attributes training can balance."""
-    specs = [get_task(n) for n in list_tasks()]
+    specs = resolve_tasks(None)
     ordered = sorted((s for s in specs if s.slice_keys), key=lambda s: s.slice_order)
     return tuple(k for s in ordered for k in s.slice_keys)
 
@@ -40,7 +40,7 @@ def slice_keys() -> tuple[str, ...]:
 def label_slices() -> tuple[TaskSpec, ...]:
     """The classification tasks among the slices, in slice order (ethnicity, gender): the crossing the age
     interval's coverage is reported by."""
-    specs = [get_task(n) for n in list_tasks()]
+    specs = resolve_tasks(None)
     return tuple(sorted((s for s in specs if s.sensitive and s.kind == "classification"), key=lambda s: s.slice_order))
 
 

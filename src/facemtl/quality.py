@@ -43,9 +43,9 @@ class QualityRules:
     guess_below: Mapping[str, tuple[str, float]] = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        from .tasks import get_task, list_tasks
+        from .tasks import resolve_tasks
 
-        specs = [get_task(n) for n in list_tasks()]
+        specs = resolve_tasks(None)  # every registered task
         if self.min_top_prob is None:
             object.__setattr__(self, "min_top_prob", {s.name: s.min_top_prob for s in specs if s.min_top_prob > 0})
         if self.guess_below is None:
