@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .tasks import Bucketing, TaskSpec, bucket, bucket_name, bucket_names, get_task, list_tasks, resolve_tasks
+from .tasks import Bucketing, TaskSpec, bucket, bucket_name, bucket_names, resolve_tasks
 
 __all__ = ["Bucketing", "bucket", "bucket_name", "bucket_names", "slice_keys", "label_slices", "key_spec",
            "group_values", "group_codes", "key_codes"]
@@ -48,9 +48,8 @@ def key_spec(key: str) -> tuple[TaskSpec, Bucketing | None] | None:
     """The registered task a group key reads and how: ``(spec, None)`` for a classification task's own name (its
     labels are the groups), ``(spec, table)`` for a named bucketing of a regression task's values; None for any
     other attribute (e.g. a ``skin_tone`` column passed to the fairness records as it is)."""
-    for name in list_tasks():
-        spec = get_task(name)
-        if spec.kind == "classification" and key == name:
+    for spec in resolve_tasks(None):
+        if spec.kind == "classification" and key == spec.name:
             return spec, None
         for gname, table in spec.groupings:
             if gname == key:
