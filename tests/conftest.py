@@ -11,6 +11,11 @@ import os
 # 20 ms forward pass take seconds whenever another process is busy. Passive waiting costs nothing here.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import functools  # noqa: E402
+import http.server  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -163,3 +168,31 @@ def _private_crop_cache(tmp_path_factory):
         os.environ.pop("FACEMTL_CACHE", None)
     else:
         os.environ["FACEMTL_CACHE"] = old
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no access log on the test's stderr
+        pass
+
+
+class _JoiningServer(http.server.ThreadingHTTPServer):
+    """Joins its request threads on close (ThreadingHTTPServer leaves them running as daemons), so no request a
+    client gave up on is still being answered, and printing a broken pipe into another test's stderr, after the
+    test that started it has ended."""
+
+    daemon_threads = False
+
+
+@contextmanager
+def local_http_server(directory: Path, handler: type[http.server.SimpleHTTPRequestHandler] = QuietHandler
+                      ) -> Iterator[str]:
+    """Serve ``directory`` on a loopback port for the ``with`` block; yields the base URL."""
+    server = _JoiningServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()  # waits for the request threads
+        thread.join()

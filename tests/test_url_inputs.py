@@ -3,15 +3,12 @@ error each when the download fails."""
 from __future__ import annotations
 
 import csv
-import functools
-import http.server
 import json
-import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import draw_face
+from conftest import QuietHandler, draw_face, local_http_server
 from PIL import Image
 
 import facemtl.image as image_mod
@@ -28,22 +25,14 @@ def site(tmp_path):
     Image.fromarray(draw_face(96, seed=4)).save(root / "face.png")
     (root / "notes.txt").write_text("not an image")
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self):
             if self.path.startswith("/slow"):
                 time.sleep(3)
             return super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(root, Handler) as url:
+        yield url, root
 
 
 def test_load_image_from_http_and_file_urls(site):

@@ -566,23 +566,13 @@ def test_cli_real_face_video_with_save_dir(tmp_path, capsys):
 
 
 def test_http_url_goes_through_the_same_pipeline(tiny_model, tmp_path):
-    import functools
-    import http.server
-    import threading
+    from conftest import local_http_server
 
     write_h264(tmp_path / "clip.mp4", two_face_frames(15))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    with local_http_server(tmp_path) as base:
+        url = f"{base}/clip.mp4"
         summary = analyze_video(FaceAnalyzer(tiny_model, BlobDetector(), 64), url, VideoConfig(stream_timeout=5),
                                 csv_path=tmp_path / "url.csv", video_out=tmp_path / "url.mp4")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert summary["source"] == url and summary["complete"]
     assert summary["frames_analysed"] == 15 and summary["tracks"] == 2
     assert probe(tmp_path / "url.mp4")["decoded"] == 15
